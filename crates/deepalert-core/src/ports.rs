@@ -1,0 +1,192 @@
+//! The small traits through which the pipeline talks to the world. AWS adapters implement
+//! them with DynamoDB, SNS and Step Functions; local adapters with SQLite and in-process
+//! queues.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Alert, AlertId, AttrHash, Attribute, Finding, Note, Report, ReportId, ReportStatus,
+    ReviewResult, Task,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure in an adapter: storage, messaging, a plug-in.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct PortError {
+    what: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl PortError {
+    pub fn new(what: impl Into<String>) -> Self {
+        PortError {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        PortError {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The message with every source in the chain, for logs and report notes.
+    pub fn chain(&self) -> String {
+        let mut msg = self.what.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = cur {
+            msg.push_str(": ");
+            msg.push_str(&e.to_string());
+            cur = e.source();
+        }
+        msg
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// A request to aggregate and store one alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub alert: &'a Alert,
+    pub alert_id: &'a AlertId,
+    /// Content hash of the alert message: the idempotency key.
+    pub alert_ref: &'a str,
+    /// Used if the alert opens a new report.
+    pub candidate_report: ReportId,
+    pub now: DateTime<Utc>,
+    /// An alert joins an open report whose first alert is younger than this.
+    pub window: chrono::Duration,
+}
+
+/// Where a stored alert went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertReceipt {
+    pub report_id: ReportId,
+    /// `new` if this alert opened the report, `more` if it joined one. For a redelivered
+    /// alert, the status it got the first time.
+    pub status: ReportStatus,
+    /// The same alert message had been stored before; nothing was written.
+    pub duplicate: bool,
+}
+
+/// An attribute to be inspected, with how far it is from the alert (0 = in the alert).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeClaim {
+    pub attribute: Attribute,
+    pub depth: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimOutcome {
+    /// Attributes this claimer must dispatch: new to the report, or claimed earlier by
+    /// the same claimer (a retried step publishes its tasks again rather than losing them).
+    pub claimed: Vec<Attribute>,
+    /// Attributes refused because the report holds its maximum number of attributes.
+    pub over_limit: Vec<Attribute>,
+}
+
+/// Durable state: aggregation, attributes, findings, reports.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Aggregates the alert into an open report (or opens `candidate_report`) and stores
+    /// it, atomically. Storing the same `alert_ref` twice writes nothing the second time.
+    async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt>;
+
+    async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>>;
+
+    /// Claims attributes for inspection, de-duplicated per report by identity, and bounded
+    /// by `max_attributes` per report. Atomic per attribute.
+    async fn claim_attributes(
+        &self,
+        report_id: ReportId,
+        claims: &[AttributeClaim],
+        claimer: &str,
+        max_attributes: u32,
+    ) -> PortResult<ClaimOutcome>;
+
+    /// Depth of an attribute already in the report.
+    async fn attribute_depth(&self, report_id: ReportId, attr: &AttrHash)
+    -> PortResult<Option<u32>>;
+
+    /// Stores findings; storing the same finding twice keeps one.
+    async fn put_findings(&self, findings: &[Finding]) -> PortResult<()>;
+
+    /// Stores a note; storing the same note (author, attribute, message) twice keeps one.
+    async fn put_note(&self, report_id: ReportId, note: &Note) -> PortResult<()>;
+
+    async fn report_status(&self, report_id: ReportId) -> PortResult<Option<ReportStatus>>;
+
+    /// Everything stored about a report, assembled.
+    async fn compile_report(&self, report_id: ReportId) -> PortResult<Option<Report>>;
+
+    /// Marks the report published with its result and returns the report as published.
+    /// Idempotent on `publication_id`: a retried step gets the snapshot recorded the
+    /// first time instead of counting a second publication.
+    async fn record_publication(
+        &self,
+        report: &Report,
+        publication_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Report>;
+}
+
+/// Carries tasks to inspectors (SNS task topic on AWS; a durable local queue).
+#[async_trait]
+pub trait TaskBus: Send + Sync {
+    async fn publish(&self, tasks: &[Task]) -> PortResult<()>;
+}
+
+/// One run of the pipeline for one stored alert: wait, dispatch, and (if needed) wait,
+/// review, publish. Step Functions on AWS; durable timers locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRun {
+    /// Deterministic, so starting the same run twice starts it once
+    /// (≤ 80 chars of `[0-9a-z-]`, valid as a Step Functions execution name).
+    pub name: String,
+    pub report_id: ReportId,
+    pub alert_ref: String,
+    /// The alert opened the report, so this run reviews and publishes it.
+    pub new_report: bool,
+}
+
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// Starts a run; starting an already started run is not an error.
+    async fn start(&self, run: &WorkflowRun) -> PortResult<()>;
+}
+
+/// Decides how bad a compiled report is. `Ok(None)`: no verdict.
+#[async_trait]
+pub trait Reviewer: Send + Sync {
+    async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>>;
+}
+
+/// Hands a published report on (SNS report topic on AWS; emitter plug-ins locally).
+#[async_trait]
+pub trait Emitter: Send + Sync {
+    /// `publication_id` is stable across retries of the same publication, so adapters
+    /// can avoid emitting it twice.
+    async fn emit(&self, report: &Report, publication_id: &str) -> PortResult<()>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,115 @@
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+
+use super::{PIPELINE_AUTHOR, PipelineError, PipelineSettings};
+use crate::domain::{Attribute, Note, ReportId, ReportStatus, Task};
+use crate::ports::{AttributeClaim, Clock, Store, TaskBus, WorkflowRun};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchOutcome {
+    pub tasks_published: usize,
+    /// The run goes on to review and publish: the alert opened the report, or joined one
+    /// that was already published (late alert), so the report must be published again.
+    pub review: bool,
+}
+
+/// Sends each attribute of the run's alert that is new to the report to the inspectors.
+pub async fn dispatch(
+    store: &dyn Store,
+    bus: &dyn TaskBus,
+    clock: &dyn Clock,
+    settings: &PipelineSettings,
+    run: &WorkflowRun,
+) -> Result<DispatchOutcome, PipelineError> {
+    let alert = store
+        .get_alert(run.report_id, &run.alert_ref)
+        .await?
+        .ok_or_else(|| PipelineError::AlertNotFound {
+            report_id: run.report_id,
+            alert_ref: run.alert_ref.clone(),
+        })?;
+    let claims = unique_claims(&alert.attributes, 0);
+    let tasks_published = claim_and_publish(
+        store,
+        bus,
+        clock,
+        settings,
+        run.report_id,
+        &claims,
+        &run.name,
+    )
+    .await?;
+    let status = store
+        .report_status(run.report_id)
+        .await?
+        .ok_or(PipelineError::ReportNotFound(run.report_id))?;
+    let review = run.new_report || status == ReportStatus::Published;
+    info!(report_id = %run.report_id, tasks = tasks_published, review, "dispatched");
+    Ok(DispatchOutcome {
+        tasks_published,
+        review,
+    })
+}
+
+pub(super) fn unique_claims(attrs: &[Attribute], depth: u32) -> Vec<AttributeClaim> {
+    let mut seen = HashSet::new();
+    attrs
+        .iter()
+        .filter(|a| seen.insert(a.identity()))
+        .map(|a| AttributeClaim {
+            attribute: a.clone(),
+            depth,
+        })
+        .collect()
+}
+
+/// Claims attributes and publishes a task for each one claimed; records refused ones.
+pub(super) async fn claim_and_publish(
+    store: &dyn Store,
+    bus: &dyn TaskBus,
+    clock: &dyn Clock,
+    settings: &PipelineSettings,
+    report_id: ReportId,
+    claims: &[AttributeClaim],
+    claimer: &str,
+) -> Result<usize, PipelineError> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let outcome = store
+        .claim_attributes(
+            report_id,
+            claims,
+            claimer,
+            settings.max_attributes_per_report,
+        )
+        .await?;
+    for refused in &outcome.over_limit {
+        warn!(report_id = %report_id, value = %refused.value, "attribute over the per-report limit, not inspected");
+        store
+            .put_note(
+                report_id,
+                &Note {
+                    author: PIPELINE_AUTHOR.into(),
+                    attribute: Some(refused.clone()),
+                    message: format!(
+                        "not inspected: the report already holds {} attributes (max_attributes_per_report)",
+                        settings.max_attributes_per_report
+                    ),
+                    created_at: clock.now(),
+                },
+            )
+            .await?;
+    }
+    let tasks: Vec<Task> = outcome
+        .claimed
+        .into_iter()
+        .map(|attribute| Task {
+            report_id,
+            attribute,
+        })
+        .collect();
+    bus.publish(&tasks).await?;
+    Ok(tasks.len())
+}

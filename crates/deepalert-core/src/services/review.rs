@@ -1,0 +1,54 @@
+use tracing::{info, warn};
+
+use super::PipelineError;
+use crate::domain::{Report, ReportId, ReviewResult};
+use crate::ports::{Clock, Emitter, Reviewer, Store};
+
+/// Compiles the report and asks the reviewer for a verdict. Never fails because of the
+/// reviewer: no verdict or an error gives `unclassified` with the reason, so the report is
+/// still published (DeepAlert lost such reports).
+pub async fn review(
+    store: &dyn Store,
+    reviewer: &dyn Reviewer,
+    report_id: ReportId,
+) -> Result<Report, PipelineError> {
+    let mut report = store
+        .compile_report(report_id)
+        .await?
+        .ok_or(PipelineError::ReportNotFound(report_id))?;
+    let result = match reviewer.review(&report).await {
+        Ok(Some(result)) => result,
+        Ok(None) => ReviewResult::unclassified("the reviewer returned no verdict"),
+        Err(e) => {
+            let cause = e.chain();
+            warn!(report_id = %report_id, error = %cause, "reviewer failed; publishing as unclassified");
+            ReviewResult::unclassified(format!("reviewer failed: {cause}"))
+        }
+    };
+    info!(report_id = %report_id, severity = %result.severity, "reviewed");
+    report.result = Some(result);
+    Ok(report)
+}
+
+/// Records the publication and hands the published report to the emitter. Idempotent on
+/// `publication_id`, so a retried step publishes the same snapshot again rather than a
+/// second publication.
+pub async fn publish(
+    store: &dyn Store,
+    emitter: &dyn Emitter,
+    clock: &dyn Clock,
+    report: &Report,
+    publication_id: &str,
+) -> Result<Report, PipelineError> {
+    let published = store
+        .record_publication(report, publication_id, clock.now())
+        .await?;
+    emitter.emit(&published, publication_id).await?;
+    info!(
+        report_id = %published.id,
+        publications = published.publications,
+        severity = published.result.as_ref().map(|r| r.severity.as_str()).unwrap_or(""),
+        "published"
+    );
+    Ok(published)
+}
