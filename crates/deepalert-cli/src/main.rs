@@ -1,1 +1,99 @@
-fn main(){}
+//! `deepalert`: run the pipeline on one machine (`serve`), send it alerts (`send`), and
+//! read its reports (`reports`).
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "deepalert", version, about = "Security-alert response: aggregate, inspect, review, emit")]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `deepalert_core=debug`.
+    #[arg(long, global = true, env = "DEEPALERT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline in this process, with the HTTP API.
+    Serve(serve::ServeArgs),
+    /// Post alert files (one alert, or an array of alerts, per file) to a running server.
+    Send {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// List or show reports of a running server.
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// Newest first.
+    List {
+        /// new, more or published
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one report as JSON.
+    Show { id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!("deepalert: --log {:?} is not a valid filter ({e}); using info", cli.log);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("deepalert: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Send { files, server } => client::send(&server, &files).await,
+            Command::Reports { command, server } => match command {
+                ReportsCommand::List {
+                    status,
+                    limit,
+                    json,
+                } => client::list(&server, status.as_deref(), limit, json).await,
+                ReportsCommand::Show { id } => client::show(&server, &id).await,
+            },
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("deepalert: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

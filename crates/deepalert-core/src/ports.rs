@@ -76,6 +76,10 @@ pub struct AlertReceipt {
     pub status: ReportStatus,
     /// The same alert message had been stored before; nothing was written.
     pub duplicate: bool,
+    /// This alert's run must review and publish the report: the alert opened it, or joined
+    /// a report that had already been published (a late alert). For a redelivered alert,
+    /// the value decided the first time.
+    pub review: bool,
 }
 
 /// An attribute to be inspected, with how far it is from the alert (0 = in the alert).
@@ -98,7 +102,8 @@ pub struct ClaimOutcome {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Aggregates the alert into an open report (or opens `candidate_report`) and stores
-    /// it, atomically. Storing the same `alert_ref` twice writes nothing the second time.
+    /// it, atomically. Storing the same `alert_ref` twice into the same open report writes
+    /// nothing the second time. An alert joining a published report sets it back to `more`.
     async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt>;
 
     async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>>;
@@ -154,8 +159,10 @@ pub struct WorkflowRun {
     pub name: String,
     pub report_id: ReportId,
     pub alert_ref: String,
-    /// The alert opened the report, so this run reviews and publishes it.
-    pub new_report: bool,
+    /// This run reviews and publishes the report after dispatching (see
+    /// [`AlertReceipt::review`]). Dispatch may still decide to review: see
+    /// `services::dispatch`.
+    pub review: bool,
 }
 
 #[async_trait]

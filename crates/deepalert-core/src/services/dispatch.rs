@@ -9,8 +9,9 @@ use crate::ports::{AttributeClaim, Clock, Store, TaskBus, WorkflowRun};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchOutcome {
     pub tasks_published: usize,
-    /// The run goes on to review and publish: the alert opened the report, or joined one
-    /// that was already published (late alert), so the report must be published again.
+    /// The run goes on to review and publish: it was started to (new report, or late alert
+    /// on a published report), or the report got published while this alert waited for
+    /// its inspection delay, so what it adds would otherwise never be published.
     pub review: bool,
 }
 
@@ -44,7 +45,7 @@ pub async fn dispatch(
         .report_status(run.report_id)
         .await?
         .ok_or(PipelineError::ReportNotFound(run.report_id))?;
-    let review = run.new_report || status == ReportStatus::Published;
+    let review = run.review || status == ReportStatus::Published;
     info!(report_id = %run.report_id, tasks = tasks_published, review, "dispatched");
     Ok(DispatchOutcome {
         tasks_published,

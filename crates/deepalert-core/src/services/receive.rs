@@ -44,7 +44,7 @@ pub async fn receive_alert(
         name: run_name(receipt.report_id, &alert_ref),
         report_id: receipt.report_id,
         alert_ref,
-        new_report: receipt.status == ReportStatus::New,
+        review: receipt.review,
     };
     workflow.start(&run).await?;
     info!(

@@ -1,0 +1,141 @@
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use deepalert_core::ports::SystemClock;
+use deepalert_local::{Config, Engine, SqliteStore, server};
+use tracing::{error, info};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080, or `listen` in the config].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./deepalert-data, or `data_dir` in the config].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// TOML configuration file (plug-ins, delays…); built-in defaults without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let data_dir = args.data.clone().unwrap_or_else(|| config.data_dir());
+    let api_key = std::env::var(&config.api_key_env)
+        .ok()
+        .filter(|k| !k.is_empty());
+    if api_key.is_none() && !config.listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {} without an API key: set {} (see api_key_env) or listen on a loopback address",
+            config.listen, config.api_key_env
+        ));
+    }
+
+    let store = SqliteStore::open(&data_dir, config.durability).map_err(|e| e.to_string())?;
+    // Two servers on one data directory would run every job twice.
+    let lock_path = data_dir.join("deepalert.lock");
+    let lock = File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        format!(
+            "another deepalert is already using {} (lock {})",
+            data_dir.display(),
+            lock_path.display()
+        )
+    })?;
+
+    let engine = Engine::new(
+        store,
+        config.plugins(),
+        config.pipeline_settings(),
+        config.runtime_settings(),
+        Arc::new(SystemClock),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(
+        address = %local,
+        data = %data_dir.display(),
+        inspectors = config.inspectors.len(),
+        emitters = config.emitters.len(),
+        reviewer = config.reviewer.is_some(),
+        api_key = api_key.is_some(),
+        "deepalert serving on http://{local}"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let runner = {
+        let engine = engine.clone();
+        let mut stop = stop_rx.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            let result = engine
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            // Without its runner the server would accept alerts it never processes.
+            let _ = stop_tx.send(true);
+            result
+        })
+    };
+    let mut http_stop = stop_rx.clone();
+    let http = server::serve(listener, engine, api_key, async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("stopping: finishing running jobs; pending ones resume at next start");
+        let _ = stop_tx.send(true);
+    });
+
+    let served = http.await;
+    let ran = runner.await;
+    drop(lock);
+    if let Err(e) = served {
+        return Err(format!("HTTP server failed: {e}"));
+    }
+    match ran {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => {
+            error!(error = %e.chain(), "job runner failed");
+            Err(format!("job runner failed: {}", e.chain()))
+        }
+        Err(e) => Err(format!("job runner crashed: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

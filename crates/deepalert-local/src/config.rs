@@ -1,0 +1,376 @@
+//! `deepalert serve` configuration (TOML). Every field has a default suited to trying
+//! deepalert on a laptop; see the README's configuration reference.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deepalert_core::AttrType;
+use deepalert_core::services::PipelineSettings;
+use serde::Deserialize;
+
+use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
+use crate::plugins::{EmitterEntry, InspectorEntry, NoReviewer, Plugins};
+use crate::runtime::RuntimeSettings;
+use crate::store::Durability;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "deepalert-data";
+pub const DEFAULT_API_KEY_ENV: &str = "DEEPALERT_API_KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Relative to the configuration file's directory.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default = "default_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub durability: Durability,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default, rename = "inspector")]
+    pub inspectors: Vec<PluginConfig>,
+    #[serde(default)]
+    pub reviewer: Option<PluginConfig>,
+    #[serde(default, rename = "emitter")]
+    pub emitters: Vec<PluginConfig>,
+    /// Directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(with = "humantime_serde")]
+    pub inspection_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub review_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub aggregation_window: Duration,
+    pub max_attribute_depth: u32,
+    pub max_attributes_per_report: u32,
+    pub max_concurrent_jobs: usize,
+    pub max_job_attempts: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let p = PipelineSettings::default();
+        let r = RuntimeSettings::default();
+        PipelineConfig {
+            inspection_delay: r.inspection_delay,
+            review_delay: r.review_delay,
+            aggregation_window: p.aggregation_window.to_std().unwrap_or_default(),
+            max_attribute_depth: p.max_attribute_depth,
+            max_attributes_per_report: p.max_attributes_per_report,
+            max_concurrent_jobs: r.max_concurrent_jobs,
+            max_job_attempts: r.max_job_attempts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Required for inspectors and emitters: it is the `author` of their findings.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Program and arguments, run directly (no shell).
+    pub command: Vec<String>,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Inspectors only: attribute types to receive (all if absent).
+    #[serde(default)]
+    pub attribute_types: Option<Vec<AttrType>>,
+    /// Emitters only: tries per publication before giving up.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+
+fn default_api_key_env() -> String {
+    DEFAULT_API_KEY_ENV.to_string()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            data_dir: None,
+            api_key_env: default_api_key_env(),
+            durability: Durability::default(),
+            pipeline: PipelineConfig::default(),
+            inspectors: vec![],
+            reviewer: None,
+            emitters: vec![],
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        config.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message: message.to_string(),
+        };
+        for (section, list) in [("inspector", &self.inspectors), ("emitter", &self.emitters)] {
+            let mut names = HashSet::new();
+            for (i, p) in list.iter().enumerate() {
+                let name = p.name.as_deref().unwrap_or("");
+                let valid = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !valid {
+                    return Err(invalid(
+                        format!("{section}[{i}].name"),
+                        "is required: letters, digits, '-', '_' or '.'",
+                    ));
+                }
+                if !names.insert(name) {
+                    return Err(invalid(
+                        format!("{section}[{i}].name"),
+                        &format!("{name:?} is used twice"),
+                    ));
+                }
+            }
+        }
+        let all = self
+            .inspectors
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("inspector[{i}]"), p))
+            .chain(self.reviewer.iter().map(|p| ("reviewer".to_string(), p)))
+            .chain(
+                self.emitters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("emitter[{i}]"), p)),
+            );
+        for (field, p) in all {
+            if p.command.first().is_none_or(|c| c.is_empty()) {
+                return Err(invalid(format!("{field}.command"), "must name a program"));
+            }
+            if p.timeout.is_zero() {
+                return Err(invalid(format!("{field}.timeout"), "must be more than zero"));
+            }
+        }
+        if self.pipeline.max_concurrent_jobs == 0 {
+            return Err(invalid(
+                "pipeline.max_concurrent_jobs".into(),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `--data` wins; then `data_dir` (relative to this file); then `./deepalert-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(d) if d.is_relative() => self.base_dir.join(d),
+            Some(d) => d.clone(),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
+
+    pub fn pipeline_settings(&self) -> PipelineSettings {
+        PipelineSettings {
+            aggregation_window: chrono::Duration::from_std(self.pipeline.aggregation_window)
+                .unwrap_or(chrono::Duration::MAX),
+            max_attribute_depth: self.pipeline.max_attribute_depth,
+            max_attributes_per_report: self.pipeline.max_attributes_per_report,
+        }
+    }
+
+    pub fn runtime_settings(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            inspection_delay: self.pipeline.inspection_delay,
+            review_delay: self.pipeline.review_delay,
+            max_concurrent_jobs: self.pipeline.max_concurrent_jobs,
+            max_job_attempts: self.pipeline.max_job_attempts,
+            ..RuntimeSettings::default()
+        }
+    }
+
+    /// Exec plug-ins run in the configuration file's directory; a relative program path
+    /// with a `/` (like `./inspector.py`) is resolved there too, a bare name via `PATH`.
+    pub fn plugins(&self) -> Plugins {
+        let exec = |p: &PluginConfig| {
+            let program = PathBuf::from(&p.command[0]);
+            let program = if program.is_relative() && p.command[0].contains('/') {
+                self.base_dir.join(program)
+            } else {
+                program
+            };
+            ExecCommand {
+                program,
+                args: p.command[1..].to_vec(),
+                env: p.env.clone(),
+                cwd: Some(self.base_dir.clone()),
+                timeout: p.timeout,
+            }
+        };
+        Plugins {
+            inspectors: self
+                .inspectors
+                .iter()
+                .map(|p| InspectorEntry {
+                    name: p.name.clone().unwrap_or_default(),
+                    attribute_types: p
+                        .attribute_types
+                        .as_ref()
+                        .map(|t| t.iter().copied().collect::<BTreeSet<_>>()),
+                    plugin: Arc::new(ExecInspector(exec(p))),
+                })
+                .collect(),
+            reviewer: match &self.reviewer {
+                Some(p) => Arc::new(ExecReviewer(exec(p))),
+                None => Arc::new(NoReviewer),
+            },
+            emitters: self
+                .emitters
+                .iter()
+                .map(|p| EmitterEntry {
+                    name: p.name.clone().unwrap_or_default(),
+                    max_attempts: p.max_attempts.unwrap_or(5),
+                    plugin: Arc::new(ExecEmitter(exec(p))),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir(), PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.pipeline.review_delay, Duration::from_secs(5));
+        assert!(c.inspectors.is_empty() && c.reviewer.is_none());
+    }
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            r#"
+            listen = "127.0.0.1:9000"
+            data_dir = "/var/lib/deepalert"
+            [pipeline]
+            inspection_delay = "0s"
+            review_delay = "1m"
+            aggregation_window = "1h"
+            max_attribute_depth = 2
+            max_attributes_per_report = 10
+            max_concurrent_jobs = 4
+            max_job_attempts = 3
+            [[inspector]]
+            name = "intel"
+            command = ["python3", "intel.py"]
+            attribute_types = ["ipaddr", "domain"]
+            timeout = "5s"
+            env = { TOKEN_FILE = "/etc/t" }
+            [reviewer]
+            command = ["./review"]
+            [[emitter]]
+            name = "slack"
+            command = ["slack-emit"]
+            max_attempts = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.review_delay, Duration::from_secs(60));
+        assert_eq!(c.pipeline_settings().max_attribute_depth, 2);
+        assert_eq!(c.inspectors[0].attribute_types.as_ref().unwrap().len(), 2);
+        let p = c.plugins();
+        assert_eq!(p.inspectors[0].name, "intel");
+        assert!(p.inspectors[0].wants(AttrType::Domain));
+        assert!(!p.inspectors[0].wants(AttrType::Username));
+        assert_eq!(p.emitters[0].max_attempts, 2);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("bogus = 1", "bogus"),
+            ("[pipeline]\nreview_delay = \"soon\"", "review_delay"),
+            ("[[inspector]]\ncommand = [\"x\"]", "inspector[0].name"),
+            ("[[inspector]]\nname = \"a\"\ncommand = []", "inspector[0].command"),
+            (
+                "[[emitter]]\nname = \"a\"\ncommand = [\"x\"]\n[[emitter]]\nname = \"a\"\ncommand = [\"y\"]",
+                "emitter[1].name",
+            ),
+            ("[[inspector]]\nname = \"a\"\ncommand = [\"x\"]\nattribute_types = [\"ip\"]", "ip"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?} gave {err}");
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The embedded runtime: the local adapters for the workflow, task bus and emitter ports
+//! (all durable jobs in SQLite), and the runner that executes due jobs by calling the core
+//! services, as the Lambdas do on AWS.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deepalert_core::ports::{
+    Clock, Emitter, PortError, PortResult, Store, TaskBus, Workflow, WorkflowRun,
+};
+use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
+use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, Task};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, error, info_span, warn};
+
+use crate::plugins::Plugins;
+use crate::store::{JobKind, LeasedJob, NewJob, SqliteStore};
+
+/// Timings and limits of the local runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Wait after an alert before inspecting it (lets bursts aggregate).
+    pub inspection_delay: Duration,
+    /// Wait after dispatching before reviewing (lets inspectors finish).
+    pub review_delay: Duration,
+    /// Jobs (plug-in calls included) running at once.
+    pub max_concurrent_jobs: usize,
+    /// Tries of a dispatch or review step that fails on storage before giving up.
+    pub max_job_attempts: u32,
+    /// Finished jobs are remembered this long so a repeated start does not run twice.
+    pub finished_job_retention: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            inspection_delay: Duration::from_secs(2),
+            review_delay: Duration::from_secs(5),
+            max_concurrent_jobs: 32,
+            max_job_attempts: 10,
+            finished_job_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReviewJob {
+    report_id: ReportId,
+    publication_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InspectJob {
+    inspector: String,
+    task: Task,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EmitJob {
+    emitter: String,
+    report_id: ReportId,
+    publication_id: String,
+}
+
+fn payload<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("job payloads always serialize")
+}
+
+fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Starts a run as a dispatch job due after the inspection delay.
+pub struct LocalWorkflow {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    inspection_delay: Duration,
+}
+
+#[async_trait]
+impl Workflow for LocalWorkflow {
+    async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
+        let now = self.clock.now();
+        self.store
+            .enqueue(
+                vec![NewJob {
+                    key: format!("run:{}", run.name),
+                    kind: JobKind::Dispatch,
+                    report_id: Some(run.report_id),
+                    payload: payload(run),
+                    due_at: after(now, self.inspection_delay),
+                }],
+                now,
+            )
+            .await
+    }
+}
+
+/// Fans tasks out to the inspectors that want their attribute type: one durable job per
+/// (task, inspector), like SNS delivering to each filtered subscription.
+pub struct LocalTaskBus {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<Plugins>,
+}
+
+#[async_trait]
+impl TaskBus for LocalTaskBus {
+    async fn publish(&self, tasks: &[Task]) -> PortResult<()> {
+        let now = self.clock.now();
+        let mut jobs = Vec::new();
+        for task in tasks {
+            let hash = task.attribute.identity();
+            for inspector in self.plugins.inspectors.iter() {
+                if inspector.wants(task.attribute.attr_type) {
+                    jobs.push(NewJob {
+                        key: format!("inspect:{}:{hash}:{}", task.report_id, inspector.name),
+                        kind: JobKind::Inspect,
+                        report_id: Some(task.report_id),
+                        payload: payload(&InspectJob {
+                            inspector: inspector.name.clone(),
+                            task: task.clone(),
+                        }),
+                        due_at: now,
+                    });
+                }
+            }
+        }
+        self.store.enqueue(jobs, now).await
+    }
+}
+
+/// Queues a published report for each emitter, once per publication.
+pub struct LocalEmitter {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<Plugins>,
+}
+
+#[async_trait]
+impl Emitter for LocalEmitter {
+    async fn emit(&self, report: &Report, publication_id: &str) -> PortResult<()> {
+        let now = self.clock.now();
+        let jobs = self
+            .plugins
+            .emitters
+            .iter()
+            .map(|e| NewJob {
+                key: format!("emit:{publication_id}:{}", e.name),
+                kind: JobKind::Emit,
+                report_id: Some(report.id),
+                payload: payload(&EmitJob {
+                    emitter: e.name.clone(),
+                    report_id: report.id,
+                    publication_id: publication_id.to_string(),
+                }),
+                due_at: now,
+            })
+            .collect();
+        self.store.enqueue(jobs, now).await
+    }
+}
+
+enum Outcome {
+    Done(Vec<NewJob>),
+    Retry(String),
+    GiveUp(String),
+}
+
+impl From<PipelineError> for Outcome {
+    fn from(e: PipelineError) -> Self {
+        let msg = match &e {
+            PipelineError::Port(p) => p.chain(),
+            other => other.to_string(),
+        };
+        if e.is_retryable() {
+            Outcome::Retry(msg)
+        } else {
+            Outcome::GiveUp(msg)
+        }
+    }
+}
+
+/// The pipeline on one machine.
+pub struct Engine {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    plugins: Arc<Plugins>,
+    pipeline: PipelineSettings,
+    runtime: RuntimeSettings,
+    workflow: LocalWorkflow,
+    bus: LocalTaskBus,
+    emitter: LocalEmitter,
+}
+
+impl Engine {
+    pub fn new(
+        store: SqliteStore,
+        plugins: Plugins,
+        pipeline: PipelineSettings,
+        runtime: RuntimeSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        let plugins = Arc::new(plugins);
+        Arc::new(Engine {
+            workflow: LocalWorkflow {
+                store: store.clone(),
+                clock: clock.clone(),
+                inspection_delay: runtime.inspection_delay,
+            },
+            bus: LocalTaskBus {
+                store: store.clone(),
+                clock: clock.clone(),
+                plugins: plugins.clone(),
+            },
+            emitter: LocalEmitter {
+                store: store.clone(),
+                clock: clock.clone(),
+                plugins: plugins.clone(),
+            },
+            store,
+            clock,
+            plugins,
+            pipeline,
+            runtime,
+        })
+    }
+
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// Validates, aggregates and stores an alert and schedules its inspection. Once this
+    /// returns Ok, the alert is durable and its run will happen, even across a crash.
+    pub async fn receive(&self, alert: &Alert) -> Result<Receipt, PipelineError> {
+        services::receive_alert(
+            &self.store,
+            &self.workflow,
+            self.clock.as_ref(),
+            &self.pipeline,
+            alert,
+        )
+        .await
+    }
+
+    /// Runs due jobs until `shutdown` resolves, then waits (briefly) for running ones.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> PortResult<()> {
+        let released = self.store.release_all_leases().await?;
+        if released > 0 {
+            warn!(jobs = released, "resuming jobs interrupted by a previous stop");
+        }
+        let signal = self.store.job_signal();
+        let slots = Arc::new(Semaphore::new(self.runtime.max_concurrent_jobs.max(1)));
+        let mut next_purge = self.clock.now();
+        tokio::pin!(shutdown);
+        loop {
+            let now = self.clock.now();
+            if now >= next_purge {
+                let horizon = now - chrono::Duration::from_std(self.runtime.finished_job_retention).unwrap_or_default();
+                if let Err(e) = self.store.purge_finished(horizon).await {
+                    warn!(error = %e.chain(), "purging finished jobs failed");
+                }
+                next_purge = now + chrono::Duration::hours(1);
+            }
+            let free = slots.available_permits();
+            let leased = if free == 0 {
+                Vec::new()
+            } else {
+                // Leases matter only within this process (all are released at start), so
+                // a long one is fine: it just has to outlive the job.
+                self.store
+                    .lease_due(now, now + chrono::Duration::hours(1), free)
+                    .await?
+            };
+            let full_batch = free > 0 && leased.len() == free;
+            for job in leased {
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.run_job(job).await;
+                    drop(permit);
+                });
+            }
+            if full_batch {
+                continue;
+            }
+            let wait = match self.store.next_due().await? {
+                Some(at) if free > 0 => (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = signal.notified() => {}
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+                _ = slots.clone().acquire_owned(), if free == 0 => {}
+            }
+        }
+        // Give running plug-ins a moment; whatever is cut off runs again at next start.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            slots.acquire_many(self.runtime.max_concurrent_jobs.max(1) as u32),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn run_job(self: &Arc<Self>, job: LeasedJob) {
+        let report = job.report_id.map(|r| r.to_string()).unwrap_or_default();
+        let span = info_span!("job", kind = ?job.kind, report_id = %report, attempt = job.attempts);
+        async {
+            // A panic in a plug-in adapter must not leave the job leased forever.
+            let engine = self.clone();
+            let leased = job.clone();
+            let work = async move { engine.execute(&leased).await }.in_current_span();
+            let outcome = match tokio::spawn(work).await {
+                Ok(o) => o,
+                Err(e) => Outcome::Retry(format!("job panicked: {e}")),
+            };
+            if let Err(e) = self.settle(&job, outcome).await {
+                // The lease stays; the job runs again at next start.
+                error!(error = %e.chain(), "cannot record job outcome");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn settle(&self, job: &LeasedJob, outcome: Outcome) -> PortResult<()> {
+        let now = self.clock.now();
+        match outcome {
+            Outcome::Done(followups) => self.store.finish(job.id, followups, now).await,
+            Outcome::Retry(msg) if job.attempts < self.max_attempts(job) => {
+                let backoff = Duration::from_secs(1 << job.attempts.min(8).saturating_sub(1));
+                warn!(error = %msg, retry_in = ?backoff, "job failed; will retry");
+                self.store.retry_at(job.id, after(now, backoff), &msg).await
+            }
+            Outcome::Retry(msg) | Outcome::GiveUp(msg) => {
+                error!(error = %msg, key = %job.key, "job failed; giving up");
+                if let Some(report_id) = job.report_id {
+                    let note = Note {
+                        author: PIPELINE_AUTHOR.into(),
+                        attribute: None,
+                        message: format!("{:?} step gave up after {} attempt(s): {msg}", job.kind, job.attempts),
+                        created_at: now,
+                    };
+                    if let Err(e) = self.store.put_note(report_id, &note).await {
+                        error!(error = %e.chain(), "cannot record failure note");
+                    }
+                }
+                self.store.give_up(job.id, &msg, now).await
+            }
+        }
+    }
+
+    fn max_attempts(&self, job: &LeasedJob) -> u32 {
+        if job.kind == JobKind::Emit
+            && let Ok(p) = serde_json::from_str::<EmitJob>(&job.payload)
+            && let Some(e) = self.plugins.emitters.iter().find(|e| e.name == p.emitter)
+        {
+            return e.max_attempts.max(1);
+        }
+        self.runtime.max_job_attempts.max(1)
+    }
+
+    async fn execute(&self, job: &LeasedJob) -> Outcome {
+        let bad_payload = |e: serde_json::Error| Outcome::GiveUp(format!("unreadable job payload: {e}"));
+        match job.kind {
+            JobKind::Dispatch => match serde_json::from_str::<WorkflowRun>(&job.payload) {
+                Ok(run) => self.dispatch(&run).await,
+                Err(e) => bad_payload(e),
+            },
+            JobKind::Review => match serde_json::from_str::<ReviewJob>(&job.payload) {
+                Ok(r) => self.review(&r).await,
+                Err(e) => bad_payload(e),
+            },
+            JobKind::Inspect => match serde_json::from_str::<InspectJob>(&job.payload) {
+                Ok(i) => self.inspect(i).await,
+                Err(e) => bad_payload(e),
+            },
+            JobKind::Emit => match serde_json::from_str::<EmitJob>(&job.payload) {
+                Ok(e) => self.emit(&e).await,
+                Err(e) => bad_payload(e),
+            },
+        }
+    }
+
+    async fn dispatch(&self, run: &WorkflowRun) -> Outcome {
+        match services::dispatch(&self.store, &self.bus, self.clock.as_ref(), &self.pipeline, run).await {
+            Ok(outcome) if outcome.review => Outcome::Done(vec![NewJob {
+                key: format!("review:{}", run.name),
+                kind: JobKind::Review,
+                report_id: Some(run.report_id),
+                payload: payload(&ReviewJob {
+                    report_id: run.report_id,
+                    publication_id: run.name.clone(),
+                }),
+                due_at: after(self.clock.now(), self.runtime.review_delay),
+            }]),
+            Ok(_) => Outcome::Done(vec![]),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn review(&self, job: &ReviewJob) -> Outcome {
+        let reviewed = match services::review(&self.store, self.plugins.reviewer.as_ref(), job.report_id).await {
+            Ok(r) => r,
+            Err(e) => return e.into(),
+        };
+        match services::publish(&self.store, &self.emitter, self.clock.as_ref(), &reviewed, &job.publication_id).await {
+            Ok(_) => Outcome::Done(vec![]),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn inspect(&self, job: InspectJob) -> Outcome {
+        let Some(entry) = self.plugins.inspectors.iter().find(|i| i.name == job.inspector) else {
+            return Outcome::GiveUp(format!("inspector {:?} is no longer configured", job.inspector));
+        };
+        let (output, error) = match entry.plugin.inspect(&job.task).await {
+            Ok(out) => (out, None),
+            Err(e) => (Default::default(), Some(e.to_string())),
+        };
+        let msg = InspectionReport {
+            report_id: job.task.report_id,
+            author: job.inspector,
+            attribute: job.task.attribute,
+            output,
+            error,
+        };
+        match services::accept_inspection(&self.store, &self.bus, self.clock.as_ref(), &self.pipeline, msg).await {
+            Ok(_) => Outcome::Done(vec![]),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn emit(&self, job: &EmitJob) -> Outcome {
+        let Some(entry) = self.plugins.emitters.iter().find(|e| e.name == job.emitter) else {
+            return Outcome::GiveUp(format!("emitter {:?} is no longer configured", job.emitter));
+        };
+        let report = match self.store.publication(&job.publication_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::GiveUp(format!("publication {} not found", job.publication_id)),
+            Err(e) => return Outcome::Retry(e.chain()),
+        };
+        match entry.plugin.emit(&report).await {
+            Ok(()) => Outcome::Done(vec![]),
+            Err(e) => Outcome::Retry(format!("emitter {} failed: {e}", job.emitter)),
+        }
+    }
+}
+
+impl From<PortError> for Outcome {
+    fn from(e: PortError) -> Self {
+        Outcome::Retry(e.chain())
+    }
+}

@@ -1,0 +1,236 @@
+//! The durable job queue: what Step Functions and SNS/SQS do on AWS. A job is due at a
+//! time, leased while it runs, finished (kept a while so its key is not run again),
+//! retried later, or given up.
+
+use chrono::{DateTime, Utc};
+use deepalert_core::ReportId;
+use deepalert_core::ports::PortResult;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::{SqliteStore, from_ms, ms, parse_report_id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Send a stored alert's attributes to the inspectors (after the inspection delay).
+    Dispatch,
+    /// Compile, review and publish a report (after the review delay).
+    Review,
+    /// One task for one inspector.
+    Inspect,
+    /// One published report for one emitter.
+    Emit,
+}
+
+impl JobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Dispatch => "dispatch",
+            JobKind::Review => "review",
+            JobKind::Inspect => "inspect",
+            JobKind::Emit => "emit",
+        }
+    }
+
+    fn parse(s: &str) -> Option<JobKind> {
+        Some(match s {
+            "dispatch" => JobKind::Dispatch,
+            "review" => JobKind::Review,
+            "inspect" => JobKind::Inspect,
+            "emit" => JobKind::Emit,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Enqueuing a key that exists (pending or finished recently) does nothing.
+    pub key: String,
+    pub kind: JobKind,
+    pub report_id: Option<ReportId>,
+    pub payload: String,
+    pub due_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    pub id: i64,
+    pub key: String,
+    pub kind: JobKind,
+    pub report_id: Option<ReportId>,
+    pub payload: String,
+    /// Including this one.
+    pub attempts: u32,
+}
+
+impl SqliteStore {
+    pub async fn enqueue(&self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> PortResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.write("enqueue jobs", move |c| {
+            let tx = c.transaction()?;
+            insert_jobs(&tx, &jobs, ms(now))?;
+            tx.commit()
+        })
+        .await?;
+        self.job_signal.notify_one();
+        Ok(())
+    }
+
+    /// Leases up to `limit` due jobs until `lease_until`.
+    pub async fn lease_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<LeasedJob>> {
+        let (now, until) = (ms(now), ms(lease_until));
+        self.write("lease jobs", move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE jobs SET leased_until = ?2, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM jobs
+                              WHERE state = 'pending' AND due_at <= ?1 AND leased_until <= ?1
+                              ORDER BY due_at, id LIMIT ?3)
+                 RETURNING id, key, kind, report_id, payload, attempts",
+            )?;
+            let rows = stmt.query_map(params![now, until, limit as i64], |r| {
+                let kind: String = r.get(2)?;
+                let report_id: Option<String> = r.get(3)?;
+                Ok(LeasedJob {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    kind: JobKind::parse(&kind).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            format!("unknown job kind {kind:?}").into(),
+                        )
+                    })?,
+                    report_id: report_id.map(|s| parse_report_id(3, &s)).transpose()?,
+                    payload: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// When the next pending job may run, if any.
+    pub async fn next_due(&self) -> PortResult<Option<DateTime<Utc>>> {
+        self.read("find next due job", |c| {
+            c.query_row(
+                "SELECT min(max(due_at, leased_until)) FROM jobs WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+        })
+        .await
+        .map(|v| v.map(from_ms))
+    }
+
+    /// Marks a job done and enqueues its follow-ups in the same transaction, so a crash
+    /// either re-runs the job or has both.
+    pub async fn finish(
+        &self,
+        id: i64,
+        followups: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
+        let has_followups = !followups.is_empty();
+        self.write("finish job", move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE jobs SET state = 'done', finished_at = ?2, leased_until = 0 WHERE id = ?1",
+                params![id, ms(now)],
+            )?;
+            insert_jobs(&tx, &followups, ms(now))?;
+            tx.commit()
+        })
+        .await?;
+        if has_followups {
+            self.job_signal.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn retry_at(&self, id: i64, at: DateTime<Utc>, error: &str) -> PortResult<()> {
+        let error = error.to_string();
+        self.write("reschedule job", move |c| {
+            c.execute(
+                "UPDATE jobs SET due_at = ?2, leased_until = 0, last_error = ?3 WHERE id = ?1",
+                params![id, ms(at), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn give_up(&self, id: i64, error: &str, now: DateTime<Utc>) -> PortResult<()> {
+        let error = error.to_string();
+        self.write("fail job", move |c| {
+            c.execute(
+                "UPDATE jobs SET state = 'failed', last_error = ?2, finished_at = ?3, leased_until = 0
+                 WHERE id = ?1",
+                params![id, error, ms(now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Leases belong to the process that took them; a new process owns every pending job.
+    pub async fn release_all_leases(&self) -> PortResult<usize> {
+        self.write("release leases", |c| {
+            c.execute(
+                "UPDATE jobs SET leased_until = 0 WHERE state = 'pending' AND leased_until > 0",
+                [],
+            )
+        })
+        .await
+    }
+
+    /// Forgets finished jobs older than `before` (their keys can then be enqueued again).
+    pub async fn purge_finished(&self, before: DateTime<Utc>) -> PortResult<usize> {
+        self.write("purge finished jobs", move |c| {
+            c.execute(
+                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 AND state = 'done'",
+                [ms(before)],
+            )
+        })
+        .await
+    }
+
+    /// Failed jobs with their last error, newest first (for operators and tests).
+    pub async fn failed_jobs(&self) -> PortResult<Vec<(String, String)>> {
+        self.read("list failed jobs", |c| {
+            let mut stmt = c.prepare(
+                "SELECT key, coalesce(last_error, '') FROM jobs WHERE state = 'failed' ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+fn insert_jobs(tx: &rusqlite::Transaction<'_>, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO jobs (key, kind, report_id, payload, due_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for j in jobs {
+        stmt.execute(params![
+            j.key,
+            j.kind.as_str(),
+            j.report_id.map(|r| r.to_string()),
+            j.payload,
+            ms(j.due_at),
+            now
+        ])?;
+    }
+    Ok(())
+}

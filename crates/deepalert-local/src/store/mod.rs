@@ -1,0 +1,676 @@
+//! The embedded store: SQLite (WAL) holding reports, alerts, attributes, findings, notes,
+//! publications and the durable job queue that replaces Step Functions locally.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway) and one reader
+//! connection, each behind a mutex and used from `spawn_blocking`, so the async runtime
+//! never waits on disk.
+
+mod jobs;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deepalert_core::ports::{
+    AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, Store,
+};
+use deepalert_core::{
+    Alert, AttrHash, Attribute, Authored, Finding, FindingContent, Note, Report, ReportId,
+    ReportStatus, ReviewResult, Section, sha256_hex,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use jobs::{JobKind, LeasedJob, NewJob};
+
+/// How hard each commit pushes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a committed alert survives a crash of the process;
+    /// a power loss can lose the last commits. SQLite's recommended WAL setting.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss, much slower.
+    Full,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    /// Woken whenever a job becomes due now, so the runner does not poll.
+    job_signal: Arc<Notify>,
+}
+
+/// A line in the report list.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ReportSummary {
+    pub id: ReportId,
+    pub status: ReportStatus,
+    pub detector: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub alerts: u32,
+    pub result: Option<ReviewResult>,
+    pub publications: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Applies deepalert's pragmas; also used by the benchmark's raw-insert baseline so both
+/// measure the same durability.
+pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn sql_err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> PortError {
+    move |e| PortError::with_source(format!("sqlite: {what}"), e)
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(idx: usize, text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain types always serialize")
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/deepalert.db`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("deepalert.db");
+        let open = |p: &Path| -> Result<Connection, OpenError> {
+            let conn = Connection::open(p).map_err(|source| OpenError::Open {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            configure_connection(&conn, durability).map_err(|source| OpenError::Open {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            Ok(conn)
+        };
+        let writer = open(&path)?;
+        writer
+            .execute_batch(include_str!("schema.sql"))
+            .map_err(|source| OpenError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let reader = open(&path)?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+            job_signal: Arc::new(Notify::new()),
+        })
+    }
+
+    pub(crate) fn job_signal(&self) -> Arc<Notify> {
+        self.job_signal.clone()
+    }
+
+    async fn write<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| PortError::with_source("sqlite worker panicked", e))?
+        .map_err(sql_err(what))
+    }
+
+    async fn read<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| PortError::with_source("sqlite worker panicked", e))?
+        .map_err(sql_err(what))
+    }
+
+    /// Newest first.
+    pub async fn list_reports(
+        &self,
+        status: Option<ReportStatus>,
+        limit: u32,
+    ) -> PortResult<Vec<ReportSummary>> {
+        self.read("list reports", move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.id, r.status, r.result, r.publications, r.created_at, r.updated_at,
+                        (SELECT body FROM alerts a WHERE a.report_id = r.id ORDER BY seq LIMIT 1),
+                        (SELECT count(*) FROM alerts a WHERE a.report_id = r.id)
+                 FROM reports r
+                 WHERE (?1 IS NULL OR r.status = ?1)
+                 ORDER BY r.updated_at DESC, r.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], |row| {
+                let first: Option<String> = row.get(6)?;
+                let first: Option<Alert> =
+                    first.as_deref().map(|b| json_col(6, b)).transpose()?;
+                let result: Option<String> = row.get(2)?;
+                Ok(ReportSummary {
+                    id: parse_report_id(0, &row.get::<_, String>(0)?)?,
+                    status: parse_status(1, &row.get::<_, String>(1)?)?,
+                    detector: first.as_ref().map(|a| a.detector.clone()).unwrap_or_default(),
+                    rule_id: first.as_ref().map(|a| a.rule_id.clone()).unwrap_or_default(),
+                    rule_name: first.map(|a| a.rule_name).unwrap_or_default(),
+                    alerts: row.get(7)?,
+                    result: result.as_deref().map(|r| json_col(2, r)).transpose()?,
+                    publications: row.get(3)?,
+                    created_at: from_ms(row.get(4)?),
+                    updated_at: from_ms(row.get(5)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The report exactly as emitted for a publication.
+    pub async fn publication(&self, publication_id: &str) -> PortResult<Option<Report>> {
+        let id = publication_id.to_string();
+        self.read("load publication", move |c| {
+            c.query_row(
+                "SELECT snapshot FROM publications WHERE publication_id = ?1",
+                [id],
+                |row| json_col(0, &row.get::<_, String>(0)?),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Row counts, for health checks and tests.
+    pub async fn counts(&self) -> PortResult<HashMap<String, i64>> {
+        self.read("count rows", |c| {
+            let mut out = HashMap::new();
+            for table in ["reports", "alerts", "attributes", "findings", "notes", "publications"] {
+                let n: i64 =
+                    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+                out.insert(table.to_string(), n);
+            }
+            let pending: i64 = c.query_row(
+                "SELECT count(*) FROM jobs WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )?;
+            out.insert("pending_jobs".into(), pending);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn parse_report_id(idx: usize, s: &str) -> rusqlite::Result<ReportId> {
+    s.parse().map_err(|e: uuid::Error| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn parse_status(idx: usize, s: &str) -> rusqlite::Result<ReportStatus> {
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn finding_kind(content: &FindingContent) -> &'static str {
+    match content {
+        FindingContent::Host(_) => "host",
+        FindingContent::User(_) => "user",
+        FindingContent::Binary(_) => "binary",
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt> {
+        let alert_id = req.alert_id.to_string();
+        let alert_ref = req.alert_ref.to_string();
+        let body = to_json(req.alert);
+        let now = ms(req.now);
+        let window_start = ms(req.now - req.window);
+        let candidate = req.candidate_report.to_string();
+        self.write("store alert", move |c| {
+            let tx = c.transaction()?;
+            let open: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT id, status FROM reports WHERE alert_id = ?1 AND created_at > ?2
+                     ORDER BY created_at DESC LIMIT 1",
+                    params![alert_id, window_start],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let receipt = match open {
+                Some((report_id, report_status)) => {
+                    let existing: Option<(String, bool)> = tx
+                        .query_row(
+                            "SELECT joined_as, run_review FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
+                            params![report_id, alert_ref],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    let id = parse_report_id(0, &report_id)?;
+                    if let Some((joined_as, review)) = existing {
+                        AlertReceipt {
+                            report_id: id,
+                            status: parse_status(0, &joined_as)?,
+                            duplicate: true,
+                            review,
+                        }
+                    } else {
+                        let late = report_status == ReportStatus::Published.as_str();
+                        tx.execute(
+                            "INSERT INTO alerts (report_id, alert_ref, joined_as, run_review, body, received_at)
+                             VALUES (?1, ?2, 'more', ?3, ?4, ?5)",
+                            params![report_id, alert_ref, late, body, now],
+                        )?;
+                        tx.execute(
+                            "UPDATE reports SET status = 'more', updated_at = ?2 WHERE id = ?1",
+                            params![report_id, now],
+                        )?;
+                        AlertReceipt {
+                            report_id: id,
+                            status: ReportStatus::More,
+                            duplicate: false,
+                            review: late,
+                        }
+                    }
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO reports (id, alert_id, status, created_at, updated_at)
+                         VALUES (?1, ?2, 'new', ?3, ?3)",
+                        params![candidate, alert_id, now],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO alerts (report_id, alert_ref, joined_as, run_review, body, received_at)
+                         VALUES (?1, ?2, 'new', 1, ?3, ?4)",
+                        params![candidate, alert_ref, body, now],
+                    )?;
+                    AlertReceipt {
+                        report_id: parse_report_id(0, &candidate)?,
+                        status: ReportStatus::New,
+                        duplicate: false,
+                        review: true,
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(receipt)
+        })
+        .await
+    }
+
+    async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>> {
+        let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
+        self.read("load alert", move |c| {
+            c.query_row(
+                "SELECT body FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
+                params![rid, aref],
+                |r| json_col(0, &r.get::<_, String>(0)?),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn claim_attributes(
+        &self,
+        report_id: ReportId,
+        claims: &[AttributeClaim],
+        claimer: &str,
+        max_attributes: u32,
+    ) -> PortResult<ClaimOutcome> {
+        let rid = report_id.to_string();
+        let claimer = claimer.to_string();
+        let claims: Vec<(String, u32, Attribute)> = claims
+            .iter()
+            .map(|c| (c.attribute.identity().0, c.depth, c.attribute.clone()))
+            .collect();
+        self.write("claim attributes", move |c| {
+            let tx = c.transaction()?;
+            let mut outcome = ClaimOutcome::default();
+            let mut count: u32 = tx.query_row(
+                "SELECT attr_count FROM reports WHERE id = ?1",
+                [&rid],
+                |r| r.get(0),
+            )?;
+            for (hash, depth, attribute) in claims {
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT claimer FROM attributes WHERE report_id = ?1 AND attr_hash = ?2",
+                        params![rid, hash],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match owner {
+                    Some(owner) if owner == claimer => outcome.claimed.push(attribute),
+                    Some(_) => {}
+                    None if count >= max_attributes => outcome.over_limit.push(attribute),
+                    None => {
+                        tx.execute(
+                            "INSERT INTO attributes (report_id, attr_hash, depth, claimer, body)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![rid, hash, depth, claimer, to_json(&attribute)],
+                        )?;
+                        count += 1;
+                        outcome.claimed.push(attribute);
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE reports SET attr_count = ?2 WHERE id = ?1",
+                params![rid, count],
+            )?;
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn attribute_depth(
+        &self,
+        report_id: ReportId,
+        attr: &AttrHash,
+    ) -> PortResult<Option<u32>> {
+        let (rid, hash) = (report_id.to_string(), attr.0.clone());
+        self.read("load attribute depth", move |c| {
+            c.query_row(
+                "SELECT depth FROM attributes WHERE report_id = ?1 AND attr_hash = ?2",
+                params![rid, hash],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_findings(&self, findings: &[Finding]) -> PortResult<()> {
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = findings
+            .iter()
+            .map(|f| {
+                let content = match &f.content {
+                    FindingContent::Host(h) => to_json(h),
+                    FindingContent::User(u) => to_json(u),
+                    FindingContent::Binary(b) => to_json(b),
+                };
+                let attr_hash = f.attribute.identity().0;
+                let kind = finding_kind(&f.content);
+                let hash = sha256_hex(
+                    to_json(&(&f.author, &attr_hash, kind, &content)).as_bytes(),
+                );
+                (
+                    f.report_id.to_string(),
+                    hash,
+                    attr_hash,
+                    f.author.clone(),
+                    kind,
+                    to_json(&f.attribute),
+                    content,
+                )
+            })
+            .collect();
+        self.write("store findings", move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO findings
+                     (report_id, finding_hash, attr_hash, author, kind, attribute, content)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for r in &rows {
+                    stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn put_note(&self, report_id: ReportId, note: &Note) -> PortResult<()> {
+        let rid = report_id.to_string();
+        let hash = sha256_hex(
+            to_json(&(
+                &note.author,
+                note.attribute.as_ref().map(|a| a.identity()),
+                &note.message,
+            ))
+            .as_bytes(),
+        );
+        let body = to_json(note);
+        self.write("store note", move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO notes (report_id, note_hash, body) VALUES (?1, ?2, ?3)",
+                params![rid, hash, body],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn report_status(&self, report_id: ReportId) -> PortResult<Option<ReportStatus>> {
+        let rid = report_id.to_string();
+        self.read("load report status", move |c| {
+            c.query_row("SELECT status FROM reports WHERE id = ?1", [rid], |r| {
+                parse_status(0, &r.get::<_, String>(0)?)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn compile_report(&self, report_id: ReportId) -> PortResult<Option<Report>> {
+        self.read("compile report", move |c| compile(c, report_id))
+            .await
+    }
+
+    async fn record_publication(
+        &self,
+        report: &Report,
+        publication_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Report> {
+        let mut snapshot = report.clone();
+        let pid = publication_id.to_string();
+        self.write("record publication", move |c| {
+            let tx = c.transaction()?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT snapshot FROM publications WHERE publication_id = ?1",
+                    [&pid],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(existing) = existing {
+                return json_col(0, &existing);
+            }
+            let rid = snapshot.id.to_string();
+            let number: u32 = tx.query_row(
+                "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
+                        updated_at = ?3, publications = publications + 1
+                 WHERE id = ?1 RETURNING publications",
+                params![rid, snapshot.result.as_ref().map(to_json), ms(now)],
+                |r| r.get(0),
+            )?;
+            snapshot.status = ReportStatus::Published;
+            snapshot.published_at = Some(now);
+            snapshot.publications = number;
+            tx.execute(
+                "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pid, rid, number, to_json(&snapshot), ms(now)],
+            )?;
+            tx.commit()?;
+            Ok(snapshot)
+        })
+        .await
+    }
+}
+
+fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Report>> {
+    let rid = report_id.to_string();
+    let head = c
+        .query_row(
+            "SELECT status, created_at, result, published_at, publications FROM reports WHERE id = ?1",
+            [&rid],
+            |r| {
+                let result: Option<String> = r.get(2)?;
+                Ok((
+                    parse_status(0, &r.get::<_, String>(0)?)?,
+                    from_ms(r.get(1)?),
+                    result.as_deref().map(|s| json_col::<ReviewResult>(2, s)).transpose()?,
+                    r.get::<_, Option<i64>>(3)?.map(from_ms),
+                    r.get::<_, u32>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((status, created_at, result, published_at, publications)) = head else {
+        return Ok(None);
+    };
+
+    let alerts = c
+        .prepare_cached("SELECT body FROM alerts WHERE report_id = ?1 ORDER BY seq")?
+        .query_map([&rid], |r| json_col::<Alert>(0, &r.get::<_, String>(0)?))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+
+    let mut attributes = Vec::new();
+    let mut order: HashMap<String, usize> = HashMap::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT attr_hash, body FROM attributes WHERE report_id = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([&rid])?;
+        while let Some(r) = rows.next()? {
+            let hash: String = r.get(0)?;
+            let attr: Attribute = json_col(1, &r.get::<_, String>(1)?)?;
+            order.insert(hash, attributes.len());
+            attributes.push(attr);
+        }
+    }
+
+    // Sections follow attribute order; a finding about an attribute the report never
+    // claimed (an inspector answering about something else) gets a section at the end.
+    let mut sections: Vec<(usize, Section)> = Vec::new();
+    let mut section_of: HashMap<String, usize> = HashMap::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT attr_hash, author, kind, attribute, content FROM findings
+             WHERE report_id = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([&rid])?;
+        while let Some(r) = rows.next()? {
+            let hash: String = r.get(0)?;
+            let idx = match section_of.get(&hash) {
+                Some(i) => *i,
+                None => {
+                    let (rank, attribute) = match order.get(&hash) {
+                        Some(i) => (*i, attributes[*i].clone()),
+                        None => (usize::MAX, json_col(3, &r.get::<_, String>(3)?)?),
+                    };
+                    sections.push((
+                        rank,
+                        Section {
+                            attribute,
+                            hosts: vec![],
+                            users: vec![],
+                            binaries: vec![],
+                        },
+                    ));
+                    section_of.insert(hash, sections.len() - 1);
+                    sections.len() - 1
+                }
+            };
+            let section = &mut sections[idx].1;
+            let author: String = r.get(1)?;
+            let kind: String = r.get(2)?;
+            let content: String = r.get(4)?;
+            match kind.as_str() {
+                "host" => section.hosts.push(Authored {
+                    author,
+                    content: json_col(4, &content)?,
+                }),
+                "user" => section.users.push(Authored {
+                    author,
+                    content: json_col(4, &content)?,
+                }),
+                _ => section.binaries.push(Authored {
+                    author,
+                    content: json_col(4, &content)?,
+                }),
+            }
+        }
+    }
+    sections.sort_by_key(|(rank, _)| *rank);
+
+    let notes = c
+        .prepare_cached("SELECT body FROM notes WHERE report_id = ?1 ORDER BY seq")?
+        .query_map([&rid], |r| json_col::<Note>(0, &r.get::<_, String>(0)?))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+
+    Ok(Some(Report {
+        id: report_id,
+        alerts,
+        attributes,
+        sections: sections.into_iter().map(|(_, s)| s).collect(),
+        notes,
+        result,
+        status,
+        created_at,
+        published_at,
+        publications,
+    }))
+}

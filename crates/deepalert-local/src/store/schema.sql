@@ -1,0 +1,86 @@
+-- deepalert embedded store. Times are milliseconds since the Unix epoch (UTC).
+
+CREATE TABLE IF NOT EXISTS reports (
+    id           TEXT PRIMARY KEY,
+    alert_id     TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    result       TEXT,
+    published_at INTEGER,
+    publications INTEGER NOT NULL DEFAULT 0,
+    attr_count   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS reports_by_alert_id ON reports (alert_id, created_at);
+CREATE INDEX IF NOT EXISTS reports_by_updated ON reports (updated_at);
+
+-- One row per alert message per report; (report_id, alert_ref) is the idempotency key.
+CREATE TABLE IF NOT EXISTS alerts (
+    seq         INTEGER PRIMARY KEY,
+    report_id   TEXT NOT NULL,
+    alert_ref   TEXT NOT NULL,
+    joined_as   TEXT NOT NULL,
+    run_review  INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    UNIQUE (report_id, alert_ref)
+);
+
+-- Claimed attributes: one row per attribute identity per report.
+CREATE TABLE IF NOT EXISTS attributes (
+    seq       INTEGER PRIMARY KEY,
+    report_id TEXT NOT NULL,
+    attr_hash TEXT NOT NULL,
+    depth     INTEGER NOT NULL,
+    claimer   TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    UNIQUE (report_id, attr_hash)
+);
+
+CREATE TABLE IF NOT EXISTS findings (
+    seq          INTEGER PRIMARY KEY,
+    report_id    TEXT NOT NULL,
+    finding_hash TEXT NOT NULL,
+    attr_hash    TEXT NOT NULL,
+    author       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    attribute    TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    UNIQUE (report_id, finding_hash)
+);
+
+CREATE TABLE IF NOT EXISTS notes (
+    seq        INTEGER PRIMARY KEY,
+    report_id  TEXT NOT NULL,
+    note_hash  TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    UNIQUE (report_id, note_hash)
+);
+
+-- The report exactly as published, per publication: what emitters receive.
+CREATE TABLE IF NOT EXISTS publications (
+    publication_id TEXT PRIMARY KEY,
+    report_id      TEXT NOT NULL,
+    number         INTEGER NOT NULL,
+    snapshot       TEXT NOT NULL,
+    published_at   INTEGER NOT NULL
+);
+
+-- Durable timers and queues: dispatch, review, inspect and emit work.
+-- Finished jobs are kept a while so a repeated `key` is recognised and not run twice.
+CREATE TABLE IF NOT EXISTS jobs (
+    id           INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL,
+    report_id    TEXT,
+    payload      TEXT NOT NULL,
+    due_at       INTEGER NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    leased_until INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, due_at);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;

@@ -1,0 +1,198 @@
+//! Exec plug-ins: any program. It gets one JSON document on stdin and answers on stdout.
+//! The command is an argument vector run directly (no shell, no interpolation), with a
+//! timeout; a program still running at the timeout is killed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deepalert_core::ports::{PortError, PortResult, Reviewer};
+use deepalert_core::{InspectorOutput, Report, ReviewResult, Task};
+use tokio::io::AsyncWriteExt;
+
+use super::{EmitterPlugin, InspectorPlugin, PluginError};
+
+/// Keep this much of a failing plug-in's stderr in the error (the end, where errors are).
+const STDERR_TAIL: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct ExecCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl ExecCommand {
+    /// Runs the program with `input` on stdin; returns its stdout if it exits 0.
+    pub async fn run(&self, input: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().map_err(|source| PluginError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        })?;
+        // Write stdin concurrently with reading stdout, or a plug-in that answers before
+        // reading all its input would deadlock with us. A plug-in that ignores stdin
+        // closes the pipe: that write error is not the plug-in's failure.
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| PluginError::Timeout(self.timeout))?
+            .map_err(|e| PluginError::Failed(format!("waiting for plug-in: {e}")))?;
+        writer.abort();
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stderr = stderr.trim();
+            let tail = if stderr.is_empty() {
+                String::new()
+            } else {
+                let start = stderr
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .find(|&i| stderr.len() - i <= STDERR_TAIL)
+                    .unwrap_or(0);
+                format!(": {}", &stderr[start..])
+            };
+            return Err(PluginError::Exit {
+                status: output.status.to_string(),
+                stderr: tail,
+            });
+        }
+        Ok(output.stdout)
+    }
+
+    async fn run_json<I: serde::Serialize, O: serde::de::DeserializeOwned>(
+        &self,
+        input: &I,
+    ) -> Result<Option<O>, PluginError> {
+        let input = serde_json::to_vec(input).expect("domain types always serialize");
+        let out = self.run(&input).await?;
+        if out.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice::<Option<O>>(&out).map_err(|e| {
+            let shown = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+            PluginError::BadOutput(format!("{e} in {shown:?}"))
+        })
+    }
+}
+
+/// stdin: a task `{"report_id", "attribute"}`; stdout: `{"findings": [...],
+/// "attributes": [...]}` (empty output or `null`: nothing found).
+pub struct ExecInspector(pub ExecCommand);
+
+#[async_trait]
+impl InspectorPlugin for ExecInspector {
+    async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
+        Ok(self.0.run_json(task).await?.unwrap_or_default())
+    }
+}
+
+/// stdin: the compiled report; stdout: `{"severity": "...", "reason": "..."}` (empty
+/// output or `null`: no verdict).
+pub struct ExecReviewer(pub ExecCommand);
+
+#[async_trait]
+impl Reviewer for ExecReviewer {
+    async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
+        self.0
+            .run_json(report)
+            .await
+            .map_err(|e| PortError::with_source("exec reviewer", e))
+    }
+}
+
+/// stdin: the published report; exit status 0 means delivered. stdout is ignored.
+pub struct ExecEmitter(pub ExecCommand);
+
+#[async_trait]
+impl EmitterPlugin for ExecEmitter {
+    async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+        let input = serde_json::to_vec(report).expect("domain types always serialize");
+        self.0.run(&input).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout_ms: u64) -> ExecCommand {
+        ExecCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_stdin_and_reads_stdout() {
+        let out = sh("cat", 5000).run(b"hello").await.unwrap();
+        assert_eq!(out, b"hello");
+    }
+
+    #[tokio::test]
+    async fn arguments_are_not_interpolated() {
+        let cmd = ExecCommand {
+            program: "/bin/echo".into(),
+            args: vec!["$HOME; rm -rf /".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(cmd.run(b"").await.unwrap(), b"$HOME; rm -rf /\n");
+    }
+
+    #[tokio::test]
+    async fn timeout_kills() {
+        let err = sh("sleep 5", 100).run(b"").await.unwrap_err();
+        assert!(matches!(err, PluginError::Timeout(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nonzero_exit_carries_stderr() {
+        let err = sh("echo boom >&2; exit 3", 5000).run(b"").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("exit status: 3") && msg.contains("boom"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let mut cmd = sh("", 1000);
+        cmd.program = "/nonexistent/inspector".into();
+        let err = cmd.run(b"").await.unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/inspector"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_json_is_bad_output() {
+        let insp = ExecInspector(sh("echo '{not json'", 5000));
+        let task: Task = serde_json::from_str(
+            r#"{"report_id":"6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11","attribute":{"type":"ipaddr","value":"192.0.2.1"}}"#,
+        )
+        .unwrap();
+        let err = insp.inspect(&task).await.unwrap_err();
+        assert!(matches!(err, PluginError::BadOutput(_)), "{err}");
+        let empty = ExecInspector(sh("cat >/dev/null", 5000));
+        assert_eq!(empty.inspect(&task).await.unwrap(), InspectorOutput::default());
+    }
+}
