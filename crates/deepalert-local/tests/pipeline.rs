@@ -1,0 +1,492 @@
+//! The core services over the SQLite store, and the embedded engine with in-process and
+//! exec plug-ins. Outcomes are read back from the store.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deepalert_core::ports::{
+    Clock, PortError, PortResult, Reviewer, Store, SystemClock, Workflow, WorkflowRun,
+};
+use deepalert_core::services::{PipelineSettings, receive_alert};
+use deepalert_core::{
+    Alert, AttrContext, AttrType, Attribute, FindingContent, InspectorOutput, Report, ReportId,
+    ReportStatus, ReviewResult, Severity, Task,
+};
+use deepalert_local::plugins::exec::{ExecCommand, ExecInspector};
+use deepalert_local::plugins::{
+    EmitterEntry, EmitterPlugin, InspectorEntry, InspectorPlugin, NO_REVIEWER_REASON, PluginError,
+    Plugins,
+};
+use deepalert_local::{Durability, Engine, RuntimeSettings, SqliteStore};
+
+struct FakeClock(Mutex<DateTime<Utc>>);
+
+impl FakeClock {
+    fn at(t: &str) -> Self {
+        FakeClock(Mutex::new(t.parse().unwrap()))
+    }
+    fn advance(&self, d: chrono::Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[derive(Default)]
+struct RecordingWorkflow(Mutex<Vec<WorkflowRun>>);
+
+#[async_trait]
+impl Workflow for RecordingWorkflow {
+    async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
+        self.0.lock().unwrap().push(run.clone());
+        Ok(())
+    }
+}
+
+fn alert(rule_name: &str, attrs: Vec<Attribute>) -> Alert {
+    Alert {
+        detector: "guardduty".into(),
+        rule_id: "SSHBruteForce".into(),
+        rule_name: rule_name.into(),
+        alert_key: "i-123".into(),
+        description: String::new(),
+        timestamp: None,
+        attributes: attrs,
+        body: None,
+    }
+}
+
+fn ip(v: &str) -> Attribute {
+    Attribute::new(AttrType::Ipaddr, "remote", v, &[AttrContext::Remote])
+}
+
+fn open_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn aggregation_window_joins_then_opens_a_new_report() {
+    let (_dir, store) = open_store();
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-11-22T00:00:00Z");
+    let settings = PipelineSettings::default(); // 3 h window
+
+    let first = receive_alert(&store, &wf, &clock, &settings, &alert("a", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
+    assert_eq!(first.status, ReportStatus::New);
+
+    clock.advance(chrono::Duration::minutes(179));
+    // Another rule_name, same detector/rule_id/alert_key: same AlertID, joins.
+    let joined = receive_alert(&store, &wf, &clock, &settings, &alert("b", vec![ip("192.0.2.2")]))
+        .await
+        .unwrap();
+    assert_eq!(joined.status, ReportStatus::More);
+    assert_eq!(joined.report_id, first.report_id);
+
+    // The window runs from the report's first alert, not the latest one.
+    clock.advance(chrono::Duration::minutes(1) + chrono::Duration::milliseconds(1));
+    let later = receive_alert(&store, &wf, &clock, &settings, &alert("c", vec![ip("192.0.2.3")]))
+        .await
+        .unwrap();
+    assert_eq!(later.status, ReportStatus::New);
+    assert_ne!(later.report_id, first.report_id);
+
+    let runs = wf.0.lock().unwrap().clone();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(
+        runs.iter().map(|r| r.review).collect::<Vec<_>>(),
+        vec![true, false, true],
+        "only the alert that opens a report reviews it"
+    );
+    let report = store.compile_report(first.report_id).await.unwrap().unwrap();
+    assert_eq!(report.alerts.len(), 2);
+    assert_eq!(report.status, ReportStatus::More);
+}
+
+#[tokio::test]
+async fn redelivered_alert_is_stored_once_and_restarts_the_same_run() {
+    let (_dir, store) = open_store();
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-11-22T00:00:00Z");
+    let settings = PipelineSettings::default();
+    let a = alert("a", vec![ip("192.0.2.1")]);
+    let r1 = receive_alert(&store, &wf, &clock, &settings, &a).await.unwrap();
+    let r2 = receive_alert(&store, &wf, &clock, &settings, &a).await.unwrap();
+    assert!(!r1.duplicate && r2.duplicate);
+    assert_eq!((r1.report_id, r1.status), (r2.report_id, r2.status));
+    let runs = wf.0.lock().unwrap().clone();
+    // Same name twice: the workflow adapter starts it once (StartExecution / job key).
+    assert_eq!(runs[0], runs[1]);
+    assert!(runs[0].name.len() <= 80);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts["reports"], counts["alerts"]), (1, 1));
+}
+
+#[tokio::test]
+async fn alert_joining_a_published_report_reviews_it_again() {
+    let (_dir, store) = open_store();
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-11-22T00:00:00Z");
+    let settings = PipelineSettings::default();
+    let r = receive_alert(&store, &wf, &clock, &settings, &alert("a", vec![]))
+        .await
+        .unwrap();
+    let mut report = store.compile_report(r.report_id).await.unwrap().unwrap();
+    report.result = Some(ReviewResult::unclassified("x"));
+    let published = store
+        .record_publication(&report, "pub-1", clock.now())
+        .await
+        .unwrap();
+    assert_eq!((published.status, published.publications), (ReportStatus::Published, 1));
+    // Recording the same publication again (a retried step) does not count twice.
+    let again = store
+        .record_publication(&report, "pub-1", clock.now())
+        .await
+        .unwrap();
+    assert_eq!(again.publications, 1);
+
+    let late = receive_alert(&store, &wf, &clock, &settings, &alert("late", vec![ip("192.0.2.9")]))
+        .await
+        .unwrap();
+    assert_eq!(late.report_id, r.report_id);
+    assert!(wf.0.lock().unwrap()[1].review, "late alert must re-review");
+    assert_eq!(
+        store.report_status(r.report_id).await.unwrap(),
+        Some(ReportStatus::More)
+    );
+}
+
+// ---- The engine, with plug-ins ----
+
+/// Returns a new attribute derived from each one it sees, forever.
+struct ChattyInspector(AtomicUsize);
+
+#[async_trait]
+impl InspectorPlugin for ChattyInspector {
+    async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(InspectorOutput {
+            findings: vec![FindingContent::Host(Default::default())],
+            attributes: vec![Attribute::new(
+                AttrType::Domain,
+                "derived",
+                &format!("x.{}", task.attribute.value),
+                &[],
+            )],
+        })
+    }
+}
+
+struct FailingReviewer;
+
+#[async_trait]
+impl Reviewer for FailingReviewer {
+    async fn review(&self, _: &Report) -> PortResult<Option<ReviewResult>> {
+        Err(PortError::new("policy engine exploded"))
+    }
+}
+
+struct SeverityReviewer(Severity);
+
+#[async_trait]
+impl Reviewer for SeverityReviewer {
+    async fn review(&self, _: &Report) -> PortResult<Option<ReviewResult>> {
+        Ok(Some(ReviewResult {
+            severity: self.0,
+            reason: "test policy".into(),
+        }))
+    }
+}
+
+#[derive(Default)]
+struct CollectingEmitter(Mutex<Vec<Report>>);
+
+#[async_trait]
+impl EmitterPlugin for CollectingEmitter {
+    async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+        self.0.lock().unwrap().push(report.clone());
+        Ok(())
+    }
+}
+
+struct BrokenEmitter;
+
+#[async_trait]
+impl EmitterPlugin for BrokenEmitter {
+    async fn emit(&self, _: &Report) -> Result<(), PluginError> {
+        Err(PluginError::Failed("webhook returned 500".into()))
+    }
+}
+
+struct Running {
+    _dir: tempfile::TempDir,
+    engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn run_engine(plugins: Plugins, settings: PipelineSettings) -> Running {
+    let (dir, store) = open_store();
+    let runtime = RuntimeSettings {
+        inspection_delay: Duration::ZERO,
+        review_delay: Duration::from_millis(300),
+        ..RuntimeSettings::default()
+    };
+    let engine = Engine::new(store, plugins, settings, runtime, Arc::new(SystemClock));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(engine.clone().run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        _dir: dir,
+        engine,
+        stop: Some(tx),
+    }
+}
+
+async fn wait_published(engine: &Engine, id: ReportId, publications: u32) -> Report {
+    for _ in 0..200 {
+        if let Some(r) = engine.store().compile_report(id).await.unwrap()
+            && r.status == ReportStatus::Published
+            && r.publications >= publications
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "report {id} not published: {:#?}",
+        engine.store().compile_report(id).await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_bounded_by_depth() {
+    let chatty = Arc::new(ChattyInspector(AtomicUsize::new(0)));
+    let plugins = Plugins {
+        inspectors: vec![InspectorEntry {
+            name: "chatty".into(),
+            attribute_types: None,
+            plugin: chatty.clone(),
+        }],
+        ..Plugins::default()
+    };
+    let settings = PipelineSettings {
+        max_attribute_depth: 2,
+        ..PipelineSettings::default()
+    };
+    let run = run_engine(plugins, settings);
+    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let report = wait_published(&run.engine, receipt.report_id, 1).await;
+    let values: Vec<&str> = report.attributes.iter().map(|a| a.value.as_str()).collect();
+    assert_eq!(values, vec!["192.0.2.1", "x.192.0.2.1", "x.x.192.0.2.1"]);
+    assert_eq!(chatty.0.load(Ordering::SeqCst), 3, "depth 0, 1 and 2 inspected");
+    assert!(
+        report.notes.iter().any(|n| n.message.contains("max_attribute_depth 2")
+            && n.message.contains("x.x.x.192.0.2.1")),
+        "{:#?}",
+        report.notes
+    );
+    // No reviewer configured: unclassified, and the reason says why.
+    let result = report.result.unwrap();
+    assert_eq!(result.severity, Severity::Unclassified);
+    assert_eq!(result.reason, NO_REVIEWER_REASON);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_bounded_by_count() {
+    let chatty = Arc::new(ChattyInspector(AtomicUsize::new(0)));
+    let plugins = Plugins {
+        inspectors: vec![InspectorEntry {
+            name: "chatty".into(),
+            attribute_types: None,
+            plugin: chatty.clone(),
+        }],
+        ..Plugins::default()
+    };
+    let settings = PipelineSettings {
+        max_attribute_depth: 10,
+        max_attributes_per_report: 4,
+        ..PipelineSettings::default()
+    };
+    let run = run_engine(plugins, settings);
+    let receipt = run
+        .engine
+        .receive(&alert("a", vec![ip("192.0.2.1"), ip("192.0.2.2")]))
+        .await
+        .unwrap();
+    let report = wait_published(&run.engine, receipt.report_id, 1).await;
+    assert_eq!(report.attributes.len(), 4);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("max_attributes_per_report")),
+        "{:#?}",
+        report.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_failures_are_recorded_and_the_report_still_published() {
+    let emitted = Arc::new(CollectingEmitter::default());
+    let crash = ExecInspector(ExecCommand {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), "cat >/dev/null; echo 'lookup failed: quota' >&2; exit 7".into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        timeout: Duration::from_secs(10),
+    });
+    let garbage = ExecInspector(ExecCommand {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), "cat >/dev/null; echo '<html>'".into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        timeout: Duration::from_secs(10),
+    });
+    let plugins = Plugins {
+        inspectors: vec![
+            InspectorEntry {
+                name: "crashing".into(),
+                attribute_types: None,
+                plugin: Arc::new(crash),
+            },
+            InspectorEntry {
+                name: "garbage".into(),
+                attribute_types: Some([AttrType::Ipaddr].into()),
+                plugin: Arc::new(garbage),
+            },
+        ],
+        reviewer: Arc::new(FailingReviewer),
+        emitters: vec![EmitterEntry {
+            name: "collect".into(),
+            max_attempts: 1,
+            plugin: emitted.clone(),
+        }],
+    };
+    let run = run_engine(plugins, PipelineSettings::default());
+    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let report = wait_published(&run.engine, receipt.report_id, 1).await;
+
+    let notes: Vec<(&str, &str)> = report
+        .notes
+        .iter()
+        .map(|n| (n.author.as_str(), n.message.as_str()))
+        .collect();
+    assert!(
+        notes.iter().any(|(a, m)| *a == "crashing"
+            && m.contains("exit status: 7")
+            && m.contains("lookup failed: quota")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|(a, m)| *a == "garbage" && m.contains("bad output")),
+        "{notes:?}"
+    );
+    let result = report.result.clone().unwrap();
+    assert_eq!(result.severity, Severity::Unclassified);
+    assert!(result.reason.contains("policy engine exploded"), "{}", result.reason);
+
+    for _ in 0..100 {
+        if !emitted.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = emitted.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].result, report.result);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emitter_that_keeps_failing_is_given_up_with_a_note() {
+    let good = Arc::new(CollectingEmitter::default());
+    let plugins = Plugins {
+        inspectors: vec![],
+        reviewer: Arc::new(SeverityReviewer(Severity::Urgent)),
+        emitters: vec![
+            EmitterEntry {
+                name: "broken".into(),
+                max_attempts: 2,
+                plugin: Arc::new(BrokenEmitter),
+            },
+            EmitterEntry {
+                name: "good".into(),
+                max_attempts: 2,
+                plugin: good.clone(),
+            },
+        ],
+    };
+    let run = run_engine(plugins, PipelineSettings::default());
+    let receipt = run.engine.receive(&alert("a", vec![])).await.unwrap();
+    wait_published(&run.engine, receipt.report_id, 1).await;
+    let mut noted = None;
+    for _ in 0..100 {
+        let r = run.engine.store().compile_report(receipt.report_id).await.unwrap().unwrap();
+        noted = r.notes.into_iter().find(|n| n.message.contains("webhook returned 500"));
+        if noted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let note = noted.expect("a note about the broken emitter");
+    assert!(note.message.contains("after 2 attempt(s)"), "{}", note.message);
+    // The other emitter was not held up by the broken one.
+    let got = good.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].result.as_ref().unwrap().severity, Severity::Urgent);
+    let failed = run.engine.store().failed_jobs().await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].0.ends_with(":broken"), "{failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_new_attributes_are_refused_with_a_note() {
+    struct Oversized;
+    #[async_trait]
+    impl InspectorPlugin for Oversized {
+        async fn inspect(&self, _: &Task) -> Result<InspectorOutput, PluginError> {
+            Ok(InspectorOutput {
+                findings: vec![],
+                attributes: vec![Attribute::new(AttrType::Url, "u", &"u".repeat(2000), &[])],
+            })
+        }
+    }
+    let plugins = Plugins {
+        inspectors: vec![InspectorEntry {
+            name: "oversized".into(),
+            attribute_types: None,
+            plugin: Arc::new(Oversized),
+        }],
+        ..Plugins::default()
+    };
+    let run = run_engine(plugins, PipelineSettings::default());
+    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let report = wait_published(&run.engine, receipt.report_id, 1).await;
+    assert_eq!(report.attributes.len(), 1);
+    assert!(
+        report.notes.iter().any(|n| n.author == "oversized"
+            && n.message.contains("attributes[0].value")
+            && n.message.contains("1024")),
+        "{:#?}",
+        report.notes
+    );
+}
