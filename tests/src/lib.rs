@@ -106,7 +106,10 @@ impl Server {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("deepalert serve exited ({status}) before becoming healthy:\n{}", self.log());
+                panic!(
+                    "deepalert serve exited ({status}) before becoming healthy:\n{}",
+                    self.log()
+                );
             }
             if client
                 .get(format!("{}/healthz", self.base))
@@ -117,7 +120,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("deepalert serve did not answer /healthz within 20 s:\n{}", self.log());
+        panic!(
+            "deepalert serve did not answer /healthz within 20 s:\n{}",
+            self.log()
+        );
     }
 
     /// The server's log so far (for assertion messages).
@@ -214,7 +220,10 @@ pub fn json_lines(path: &Path) -> Vec<Value> {
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line in {}: {e}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad line in {}: {e}", path.display()))
+        })
         .collect()
 }
 

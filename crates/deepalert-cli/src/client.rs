@@ -9,7 +9,12 @@ use serde_json::Value;
 #[derive(Args)]
 pub struct ServerArgs {
     /// Base URL of a running `deepalert serve`.
-    #[arg(long, global = true, env = "DEEPALERT_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEEPALERT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Name of the environment variable holding the API key.
     #[arg(long, global = true, default_value = "DEEPALERT_API_KEY")]
@@ -21,7 +26,12 @@ impl ServerArgs {
         format!("{}{path}", self.server.trim_end_matches('/'))
     }
 
-    fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let req = client.request(method, self.url(path));
         match std::env::var(&self.api_key_env) {
             Ok(key) if !key.is_empty() => req.bearer_auth(key),
@@ -38,7 +48,10 @@ fn client() -> Result<reqwest::Client, String> {
 }
 
 /// Turns a non-2xx answer into the server's `error` message.
-async fn answer(server: &ServerArgs, resp: Result<reqwest::Response, reqwest::Error>) -> Result<Value, String> {
+async fn answer(
+    server: &ServerArgs,
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<Value, String> {
     let resp = resp.map_err(|e| format!("cannot reach {}: {e}", server.server))?;
     let status = resp.status();
     let body: Value = resp
@@ -48,7 +61,10 @@ async fn answer(server: &ServerArgs, resp: Result<reqwest::Response, reqwest::Er
     if status.is_success() {
         Ok(body)
     } else {
-        let msg = body.get("error").and_then(Value::as_str).unwrap_or("no error message");
+        let msg = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no error message");
         Err(format!("{status}: {msg}"))
     }
 }
@@ -60,8 +76,9 @@ pub async fn send(server: &ServerArgs, files: &[PathBuf]) -> Result<ExitCode, St
         let name = file.display();
         let alerts = match std::fs::read(file)
             .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| format!("invalid JSON: {e}")))
-        {
+            .and_then(|b| {
+                serde_json::from_slice::<Value>(&b).map_err(|e| format!("invalid JSON: {e}"))
+            }) {
             Ok(Value::Array(items)) => items,
             Ok(one) => vec![one],
             Err(e) => {
@@ -71,7 +88,11 @@ pub async fn send(server: &ServerArgs, files: &[PathBuf]) -> Result<ExitCode, St
             }
         };
         for (i, alert) in alerts.iter().enumerate() {
-            let label = if alerts.len() > 1 { format!("{name}[{i}]") } else { name.to_string() };
+            let label = if alerts.len() > 1 {
+                format!("{name}[{i}]")
+            } else {
+                name.to_string()
+            };
             let resp = server
                 .request(&client, reqwest::Method::POST, "/api/v1/alerts")
                 .json(alert)
@@ -90,10 +111,19 @@ pub async fn send(server: &ServerArgs, files: &[PathBuf]) -> Result<ExitCode, St
             }
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-pub async fn list(server: &ServerArgs, status: Option<&str>, limit: u32, json: bool) -> Result<ExitCode, String> {
+pub async fn list(
+    server: &ServerArgs,
+    status: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> Result<ExitCode, String> {
     let client = client()?;
     let mut query = vec![("limit", limit.to_string())];
     if let Some(s) = status {
@@ -106,10 +136,16 @@ pub async fn list(server: &ServerArgs, status: Option<&str>, limit: u32, json: b
         .await;
     let body = answer(server, resp).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36}  {:<9}  {:<12}  {:>6}  {:<24}  RULE", "ID", "STATUS", "SEVERITY", "ALERTS", "UPDATED");
+    println!(
+        "{:<36}  {:<9}  {:<12}  {:>6}  {:<24}  RULE",
+        "ID", "STATUS", "SEVERITY", "ALERTS", "UPDATED"
+    );
     for r in body["reports"].as_array().into_iter().flatten() {
         println!(
             "{:<36}  {:<9}  {:<12}  {:>6}  {:<24}  {}/{}",
@@ -128,10 +164,17 @@ pub async fn list(server: &ServerArgs, status: Option<&str>, limit: u32, json: b
 pub async fn show(server: &ServerArgs, id: &str) -> Result<ExitCode, String> {
     let client = client()?;
     let resp = server
-        .request(&client, reqwest::Method::GET, &format!("/api/v1/reports/{id}"))
+        .request(
+            &client,
+            reqwest::Method::GET,
+            &format!("/api/v1/reports/{id}"),
+        )
         .send()
         .await;
     let body = answer(server, resp).await?;
-    println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "deepalert", version, about = "Security-alert response: aggregate, inspect, review, emit")]
+#[command(
+    name = "deepalert",
+    version,
+    about = "Security-alert response: aggregate, inspect, review, emit"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `deepalert_core=debug`.
     #[arg(long, global = true, env = "DEEPALERT_LOG", default_value = "info")]
@@ -59,7 +63,10 @@ enum ReportsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!("deepalert: --log {:?} is not a valid filter ({e}); using info", cli.log);
+        eprintln!(
+            "deepalert: --log {:?} is not a valid filter ({e}); using info",
+            cli.log
+        );
         tracing_subscriber::EnvFilter::new("info")
     });
     tracing_subscriber::fmt()
@@ -68,7 +75,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("deepalert: cannot start the async runtime: {e}");

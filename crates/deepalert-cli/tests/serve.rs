@@ -3,9 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deepalert_testkit::{
-    Server, ServerSpec, example, free_port, json_lines, python, read_json,
-};
+use deepalert_testkit::{Server, ServerSpec, example, free_port, json_lines, python, read_json};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deepalert");
@@ -90,7 +88,10 @@ fn section<'a>(report: &'a Value, value: &str) -> &'a Value {
 }
 
 fn emitted_for(path: &Path, id: &str) -> Vec<Value> {
-    json_lines(path).into_iter().filter(|r| r["id"] == id).collect()
+    json_lines(path)
+        .into_iter()
+        .filter(|r| r["id"] == id)
+        .collect()
 }
 
 #[test]
@@ -102,7 +103,10 @@ fn alert_is_inspected_reviewed_and_emitted() {
     let (status, receipt) = server.post_alert(&first);
     assert_eq!(status, 202, "{receipt}");
     assert_eq!(receipt["status"], "new");
-    let id = receipt["report_id"].as_str().expect("report_id").to_string();
+    let id = receipt["report_id"]
+        .as_str()
+        .expect("report_id")
+        .to_string();
 
     // Same AlertID (detector, rule_id, alert_key): joins the report. One repeated
     // attribute (context in another order), one new.
@@ -117,7 +121,10 @@ fn alert_is_inspected_reviewed_and_emitted() {
     // The example inspector's findings are in the report.
     let remote = section(&report, "198.51.100.23");
     assert_eq!(remote["hosts"][0]["author"], "example-intel");
-    assert_eq!(remote["hosts"][0]["activities"][0]["service_name"], "threat-list");
+    assert_eq!(
+        remote["hosts"][0]["activities"][0]["service_name"],
+        "threat-list"
+    );
     let local = section(&report, "10.0.1.23");
     assert_eq!(local["hosts"][0]["hostname"], json!(["web-1"]));
     // …including about the attribute it returned (the host owner), inspected in turn.
@@ -125,7 +132,11 @@ fn alert_is_inspected_reviewed_and_emitted() {
     assert_eq!(owner["attribute"]["type"], "username");
     assert_eq!(owner["users"][0]["activities"][0]["action"], "ConsoleLogin");
     assert!(
-        report["attributes"].as_array().unwrap().iter().any(|a| a["value"] == "alice"),
+        report["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["value"] == "alice"),
         "new attribute listed in the report: {report:#}"
     );
 
@@ -138,14 +149,21 @@ fn alert_is_inspected_reviewed_and_emitted() {
     // The reviewer's verdict is in the published report…
     assert_eq!(report["result"]["severity"], "urgent");
     assert!(
-        report["result"]["reason"].as_str().unwrap().contains("web-1"),
+        report["result"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("web-1"),
         "{}",
         report["result"]
     );
     assert_eq!(report["publications"], 1);
 
     // …and the emitter received that published report, once.
-    assert!(deepalert_testkit::eventually(10, || emitted_for(&s.emitted, &id).len() == 1));
+    assert!(deepalert_testkit::eventually(10, || emitted_for(
+        &s.emitted, &id
+    )
+    .len()
+        == 1));
     let got = &emitted_for(&s.emitted, &id)[0];
     assert_eq!(got["status"], "published");
     assert_eq!(got["result"]["severity"], "urgent");
@@ -160,12 +178,21 @@ fn alert_is_inspected_reviewed_and_emitted() {
     ]);
     late["description"] = json!("late alert");
     let (status, receipt) = server.post_alert(&late);
-    assert_eq!((status, receipt["report_id"].as_str()), (202, Some(id.as_str())));
-    let report = server.wait_report(&id, 30, |r| r["publications"] == 2 && r["status"] == "published");
+    assert_eq!(
+        (status, receipt["report_id"].as_str()),
+        (202, Some(id.as_str()))
+    );
+    let report = server.wait_report(&id, 30, |r| {
+        r["publications"] == 2 && r["status"] == "published"
+    });
     assert_eq!(report["alerts"].as_array().unwrap().len(), 3);
     assert_eq!(inspected(&s.inspector_log, "192.0.2.200"), 1);
     assert_eq!(inspected(&s.inspector_log, "198.51.100.23"), 1);
-    assert!(deepalert_testkit::eventually(10, || emitted_for(&s.emitted, &id).len() == 2));
+    assert!(deepalert_testkit::eventually(10, || emitted_for(
+        &s.emitted, &id
+    )
+    .len()
+        == 2));
     let second = &emitted_for(&s.emitted, &id)[1];
     assert_eq!(second["publications"], 2);
     assert_eq!(second["alerts"].as_array().unwrap().len(), 3);
@@ -192,7 +219,11 @@ fn redelivered_alert_is_stored_once() {
     assert_eq!(report["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(inspected(&s.inspector_log, "alice"), 1);
     assert_eq!(inspected(&s.inspector_log, "203.0.113.77"), 1);
-    assert!(deepalert_testkit::eventually(10, || emitted_for(&s.emitted, id).len() == 1));
+    assert!(deepalert_testkit::eventually(10, || emitted_for(
+        &s.emitted, id
+    )
+    .len()
+        == 1));
 }
 
 #[test]
@@ -214,7 +245,11 @@ fn pending_review_survives_a_crash_and_publishes_once() {
     let report = server.wait_report(&id, 30, |r| r["status"] == "published");
     assert_eq!(report["publications"], 1);
     assert_eq!(report["result"]["severity"], "urgent");
-    assert!(deepalert_testkit::eventually(10, || emitted_for(&s.emitted, &id).len() == 1));
+    assert!(deepalert_testkit::eventually(10, || emitted_for(
+        &s.emitted, &id
+    )
+    .len()
+        == 1));
     // Nothing more arrives later: published once.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(emitted_for(&s.emitted, &id).len(), 1);
@@ -231,7 +266,10 @@ fn alert_accepted_just_before_a_crash_is_not_lost() {
     let id = receipt["report_id"].as_str().unwrap().to_string();
     let server = start(&s, None);
     let report = server.wait_report(&id, 30, |r| r["status"] == "published");
-    assert_eq!(section(&report, "alice")["users"][0]["author"], "example-intel");
+    assert_eq!(
+        section(&report, "alice")["users"][0]["author"],
+        "example-intel"
+    );
 }
 
 #[test]
@@ -247,24 +285,44 @@ fn bad_input_is_refused_clearly_and_stores_nothing() {
     let resp = client.post(&url).json(&valid).send().unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().unwrap();
-    assert!(body["error"].as_str().unwrap().contains("Authorization"), "{body}");
-    let resp = client.post(&url).bearer_auth("nope").json(&valid).send().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Authorization"),
+        "{body}"
+    );
+    let resp = client
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&valid)
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = client.get(format!("{}/api/v1/reports", server.base)).send().unwrap();
+    let resp = client
+        .get(format!("{}/api/v1/reports", server.base))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 401, "reports need the key too");
 
     // Malformed JSON: 400 naming the parse error.
     let (status, body) = server.post_alert_bytes(b"{\"detector\": \"x\", ".to_vec());
     assert_eq!(status, 400);
     let msg = body["error"].as_str().unwrap();
-    assert!(msg.contains("invalid alert JSON") && msg.contains("line 1"), "{msg}");
+    assert!(
+        msg.contains("invalid alert JSON") && msg.contains("line 1"),
+        "{msg}"
+    );
 
     // Wrong type of a field: the path is named.
     let mut bad = valid.clone();
     bad["attributes"][1]["type"] = json!("ip");
     let (status, body) = server.post_alert(&bad);
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("attributes[1].type"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("attributes[1].type"),
+        "{body}"
+    );
 
     // A limit violated: 400 naming the field and the limit.
     let mut bad = valid.clone();
@@ -278,7 +336,10 @@ fn bad_input_is_refused_clearly_and_stores_nothing() {
     bad["detector"] = json!("");
     let (status, body) = server.post_alert(&bad);
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("detector"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("detector"),
+        "{body}"
+    );
 
     // Over 1 MiB: 413.
     let mut huge = valid.clone();
@@ -295,7 +356,9 @@ fn bad_input_is_refused_clearly_and_stores_nothing() {
     assert_eq!(server.get("/api/v1/reports?limit=0").0, 400);
     assert_eq!(server.get("/api/v1/reports/not-a-uuid").0, 400);
     assert_eq!(
-        server.get("/api/v1/reports/6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11").0,
+        server
+            .get("/api/v1/reports/6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11")
+            .0,
         404
     );
 
@@ -320,7 +383,10 @@ fn refuses_to_listen_publicly_without_a_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to listen on 0.0.0.0:0 without an API key"), "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without an API key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -368,7 +434,10 @@ fn cli_send_and_reports() {
 
     let (ok, stdout, _) = run(&["reports", "list", "--status", "published"]);
     assert!(ok);
-    assert!(stdout.contains(&id) && stdout.contains("unclassified"), "{stdout}");
+    assert!(
+        stdout.contains(&id) && stdout.contains("unclassified"),
+        "{stdout}"
+    );
     let (ok, stdout, _) = run(&["reports", "show", &id]);
     assert!(ok);
     let shown: Value = serde_json::from_str(&stdout).unwrap();
@@ -379,5 +448,8 @@ fn cli_send_and_reports() {
     std::fs::write(&bad, "{").unwrap();
     let (ok, _, stderr) = run(&["send", bad.to_str().unwrap(), &alert]);
     assert!(!ok);
-    assert!(stderr.contains("bad.json") && stderr.contains("invalid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("invalid JSON"),
+        "{stderr}"
+    );
 }

@@ -119,8 +119,11 @@ pub trait Store: Send + Sync {
     ) -> PortResult<ClaimOutcome>;
 
     /// Depth of an attribute already in the report.
-    async fn attribute_depth(&self, report_id: ReportId, attr: &AttrHash)
-    -> PortResult<Option<u32>>;
+    async fn attribute_depth(
+        &self,
+        report_id: ReportId,
+        attr: &AttrHash,
+    ) -> PortResult<Option<u32>>;
 
     /// Stores findings; storing the same finding twice keeps one.
     async fn put_findings(&self, findings: &[Finding]) -> PortResult<()>;

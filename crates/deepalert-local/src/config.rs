@@ -75,6 +75,7 @@ pub struct PipelineConfig {
     pub max_attribute_depth: u32,
     pub max_attributes_per_report: u32,
     pub max_concurrent_jobs: usize,
+    pub max_concurrent_plugins: usize,
     pub max_job_attempts: u32,
 }
 
@@ -89,6 +90,7 @@ impl Default for PipelineConfig {
             max_attribute_depth: p.max_attribute_depth,
             max_attributes_per_report: p.max_attributes_per_report,
             max_concurrent_jobs: r.max_concurrent_jobs,
+            max_concurrent_plugins: r.max_concurrent_plugins,
             max_job_attempts: r.max_job_attempts,
         }
     }
@@ -211,14 +213,25 @@ impl Config {
                 return Err(invalid(format!("{field}.command"), "must name a program"));
             }
             if p.timeout.is_zero() {
-                return Err(invalid(format!("{field}.timeout"), "must be more than zero"));
+                return Err(invalid(
+                    format!("{field}.timeout"),
+                    "must be more than zero",
+                ));
             }
         }
-        if self.pipeline.max_concurrent_jobs == 0 {
-            return Err(invalid(
-                "pipeline.max_concurrent_jobs".into(),
-                "must be at least 1",
-            ));
+        for (field, value) in [
+            (
+                "pipeline.max_concurrent_jobs",
+                self.pipeline.max_concurrent_jobs,
+            ),
+            (
+                "pipeline.max_concurrent_plugins",
+                self.pipeline.max_concurrent_plugins,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field.into(), "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -246,6 +259,7 @@ impl Config {
             inspection_delay: self.pipeline.inspection_delay,
             review_delay: self.pipeline.review_delay,
             max_concurrent_jobs: self.pipeline.max_concurrent_jobs,
+            max_concurrent_plugins: self.pipeline.max_concurrent_plugins,
             max_job_attempts: self.pipeline.max_job_attempts,
             ..RuntimeSettings::default()
         }
@@ -329,6 +343,7 @@ mod tests {
             max_attribute_depth = 2
             max_attributes_per_report = 10
             max_concurrent_jobs = 4
+            max_concurrent_plugins = 2
             max_job_attempts = 3
             [[inspector]]
             name = "intel"
@@ -361,12 +376,18 @@ mod tests {
             ("bogus = 1", "bogus"),
             ("[pipeline]\nreview_delay = \"soon\"", "review_delay"),
             ("[[inspector]]\ncommand = [\"x\"]", "inspector[0].name"),
-            ("[[inspector]]\nname = \"a\"\ncommand = []", "inspector[0].command"),
+            (
+                "[[inspector]]\nname = \"a\"\ncommand = []",
+                "inspector[0].command",
+            ),
             (
                 "[[emitter]]\nname = \"a\"\ncommand = [\"x\"]\n[[emitter]]\nname = \"a\"\ncommand = [\"y\"]",
                 "emitter[1].name",
             ),
-            ("[[inspector]]\nname = \"a\"\ncommand = [\"x\"]\nattribute_types = [\"ip\"]", "ip"),
+            (
+                "[[inspector]]\nname = \"a\"\ncommand = [\"x\"]\nattribute_types = [\"ip\"]",
+                "ip",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err().to_string();

@@ -27,8 +27,11 @@ pub struct RuntimeSettings {
     pub inspection_delay: Duration,
     /// Wait after dispatching before reviewing (lets inspectors finish).
     pub review_delay: Duration,
-    /// Jobs (plug-in calls included) running at once.
+    /// Pipeline steps in flight at once. Steps mostly wait on the store, so many can
+    /// overlap; plug-in calls are limited separately.
     pub max_concurrent_jobs: usize,
+    /// Plug-in calls (exec processes included) running at once.
+    pub max_concurrent_plugins: usize,
     /// Tries of a dispatch or review step that fails on storage before giving up.
     pub max_job_attempts: u32,
     /// Finished jobs are remembered this long so a repeated start does not run twice.
@@ -40,7 +43,8 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             inspection_delay: Duration::from_secs(2),
             review_delay: Duration::from_secs(5),
-            max_concurrent_jobs: 32,
+            max_concurrent_jobs: 256,
+            max_concurrent_plugins: 16,
             max_job_attempts: 10,
             finished_job_retention: Duration::from_secs(24 * 3600),
         }
@@ -188,6 +192,7 @@ impl From<PipelineError> for Outcome {
 /// The pipeline on one machine.
 pub struct Engine {
     store: SqliteStore,
+    plugin_slots: Semaphore,
     clock: Arc<dyn Clock>,
     plugins: Arc<Plugins>,
     pipeline: PipelineSettings,
@@ -222,6 +227,7 @@ impl Engine {
                 clock: clock.clone(),
                 plugins: plugins.clone(),
             },
+            plugin_slots: Semaphore::new(runtime.max_concurrent_plugins.max(1)),
             store,
             clock,
             plugins,
@@ -251,7 +257,10 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> PortResult<()> {
         let released = self.store.release_all_leases().await?;
         if released > 0 {
-            warn!(jobs = released, "resuming jobs interrupted by a previous stop");
+            warn!(
+                jobs = released,
+                "resuming jobs interrupted by a previous stop"
+            );
         }
         let signal = self.store.job_signal();
         let slots = Arc::new(Semaphore::new(self.runtime.max_concurrent_jobs.max(1)));
@@ -260,7 +269,9 @@ impl Engine {
         loop {
             let now = self.clock.now();
             if now >= next_purge {
-                let horizon = now - chrono::Duration::from_std(self.runtime.finished_job_retention).unwrap_or_default();
+                let horizon = now
+                    - chrono::Duration::from_std(self.runtime.finished_job_retention)
+                        .unwrap_or_default();
                 if let Err(e) = self.store.purge_finished(horizon).await {
                     warn!(error = %e.chain(), "purging finished jobs failed");
                 }
@@ -344,7 +355,10 @@ impl Engine {
                     let note = Note {
                         author: PIPELINE_AUTHOR.into(),
                         attribute: None,
-                        message: format!("{:?} step gave up after {} attempt(s): {msg}", job.kind, job.attempts),
+                        message: format!(
+                            "{:?} step gave up after {} attempt(s): {msg}",
+                            job.kind, job.attempts
+                        ),
                         created_at: now,
                     };
                     if let Err(e) = self.store.put_note(report_id, &note).await {
@@ -367,7 +381,8 @@ impl Engine {
     }
 
     async fn execute(&self, job: &LeasedJob) -> Outcome {
-        let bad_payload = |e: serde_json::Error| Outcome::GiveUp(format!("unreadable job payload: {e}"));
+        let bad_payload =
+            |e: serde_json::Error| Outcome::GiveUp(format!("unreadable job payload: {e}"));
         match job.kind {
             JobKind::Dispatch => match serde_json::from_str::<WorkflowRun>(&job.payload) {
                 Ok(run) => self.dispatch(&run).await,
@@ -389,7 +404,15 @@ impl Engine {
     }
 
     async fn dispatch(&self, run: &WorkflowRun) -> Outcome {
-        match services::dispatch(&self.store, &self.bus, self.clock.as_ref(), &self.pipeline, run).await {
+        match services::dispatch(
+            &self.store,
+            &self.bus,
+            self.clock.as_ref(),
+            &self.pipeline,
+            run,
+        )
+        .await
+        {
             Ok(outcome) if outcome.review => Outcome::Done(vec![NewJob {
                 key: format!("review:{}", run.name),
                 kind: JobKind::Review,
@@ -406,21 +429,44 @@ impl Engine {
     }
 
     async fn review(&self, job: &ReviewJob) -> Outcome {
-        let reviewed = match services::review(&self.store, self.plugins.reviewer.as_ref(), job.report_id).await {
+        let slot = self.plugin_slots.acquire().await.expect("never closed");
+        let reviewed =
+            services::review(&self.store, self.plugins.reviewer.as_ref(), job.report_id).await;
+        drop(slot);
+        let reviewed = match reviewed {
             Ok(r) => r,
             Err(e) => return e.into(),
         };
-        match services::publish(&self.store, &self.emitter, self.clock.as_ref(), &reviewed, &job.publication_id).await {
+        match services::publish(
+            &self.store,
+            &self.emitter,
+            self.clock.as_ref(),
+            &reviewed,
+            &job.publication_id,
+        )
+        .await
+        {
             Ok(_) => Outcome::Done(vec![]),
             Err(e) => e.into(),
         }
     }
 
     async fn inspect(&self, job: InspectJob) -> Outcome {
-        let Some(entry) = self.plugins.inspectors.iter().find(|i| i.name == job.inspector) else {
-            return Outcome::GiveUp(format!("inspector {:?} is no longer configured", job.inspector));
+        let Some(entry) = self
+            .plugins
+            .inspectors
+            .iter()
+            .find(|i| i.name == job.inspector)
+        else {
+            return Outcome::GiveUp(format!(
+                "inspector {:?} is no longer configured",
+                job.inspector
+            ));
         };
-        let (output, error) = match entry.plugin.inspect(&job.task).await {
+        let slot = self.plugin_slots.acquire().await.expect("never closed");
+        let inspected = entry.plugin.inspect(&job.task).await;
+        drop(slot);
+        let (output, error) = match inspected {
             Ok(out) => (out, None),
             Err(e) => (Default::default(), Some(e.to_string())),
         };
@@ -431,7 +477,15 @@ impl Engine {
             output,
             error,
         };
-        match services::accept_inspection(&self.store, &self.bus, self.clock.as_ref(), &self.pipeline, msg).await {
+        match services::accept_inspection(
+            &self.store,
+            &self.bus,
+            self.clock.as_ref(),
+            &self.pipeline,
+            msg,
+        )
+        .await
+        {
             Ok(_) => Outcome::Done(vec![]),
             Err(e) => e.into(),
         }
@@ -443,10 +497,15 @@ impl Engine {
         };
         let report = match self.store.publication(&job.publication_id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Outcome::GiveUp(format!("publication {} not found", job.publication_id)),
+            Ok(None) => {
+                return Outcome::GiveUp(format!("publication {} not found", job.publication_id));
+            }
             Err(e) => return Outcome::Retry(e.chain()),
         };
-        match entry.plugin.emit(&report).await {
+        let slot = self.plugin_slots.acquire().await.expect("never closed");
+        let emitted = entry.plugin.emit(&report).await;
+        drop(slot);
+        match emitted {
             Ok(()) => Outcome::Done(vec![]),
             Err(e) => Outcome::Retry(format!("emitter {} failed: {e}", job.emitter)),
         }

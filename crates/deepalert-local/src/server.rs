@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -17,7 +18,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum::body::Bytes;
 use deepalert_core::ports::Store;
 use deepalert_core::services::PipelineError;
 use deepalert_core::{AlertError, ReportId, ReportStatus, parse_alert};
@@ -114,9 +114,10 @@ async fn post_alert(
     })?;
     match state.engine.receive(&alert).await {
         Ok(receipt) => Ok((StatusCode::ACCEPTED, Json(json!(receipt)))),
-        Err(PipelineError::Invalid(e)) => {
-            Err(ApiError(StatusCode::BAD_REQUEST, format!("invalid alert: {e}")))
-        }
+        Err(PipelineError::Invalid(e)) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid alert: {e}"),
+        )),
         Err(e) => {
             error!(error = %e, "storing alert failed");
             Err(ApiError(

@@ -81,24 +81,42 @@ async fn aggregation_window_joins_then_opens_a_new_report() {
     let clock = FakeClock::at("2026-11-22T00:00:00Z");
     let settings = PipelineSettings::default(); // 3 h window
 
-    let first = receive_alert(&store, &wf, &clock, &settings, &alert("a", vec![ip("192.0.2.1")]))
-        .await
-        .unwrap();
+    let first = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &settings,
+        &alert("a", vec![ip("192.0.2.1")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.status, ReportStatus::New);
 
     clock.advance(chrono::Duration::minutes(179));
     // Another rule_name, same detector/rule_id/alert_key: same AlertID, joins.
-    let joined = receive_alert(&store, &wf, &clock, &settings, &alert("b", vec![ip("192.0.2.2")]))
-        .await
-        .unwrap();
+    let joined = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &settings,
+        &alert("b", vec![ip("192.0.2.2")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(joined.status, ReportStatus::More);
     assert_eq!(joined.report_id, first.report_id);
 
     // The window runs from the report's first alert, not the latest one.
     clock.advance(chrono::Duration::minutes(1) + chrono::Duration::milliseconds(1));
-    let later = receive_alert(&store, &wf, &clock, &settings, &alert("c", vec![ip("192.0.2.3")]))
-        .await
-        .unwrap();
+    let later = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &settings,
+        &alert("c", vec![ip("192.0.2.3")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(later.status, ReportStatus::New);
     assert_ne!(later.report_id, first.report_id);
 
@@ -109,7 +127,11 @@ async fn aggregation_window_joins_then_opens_a_new_report() {
         vec![true, false, true],
         "only the alert that opens a report reviews it"
     );
-    let report = store.compile_report(first.report_id).await.unwrap().unwrap();
+    let report = store
+        .compile_report(first.report_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report.alerts.len(), 2);
     assert_eq!(report.status, ReportStatus::More);
 }
@@ -121,8 +143,12 @@ async fn redelivered_alert_is_stored_once_and_restarts_the_same_run() {
     let clock = FakeClock::at("2026-11-22T00:00:00Z");
     let settings = PipelineSettings::default();
     let a = alert("a", vec![ip("192.0.2.1")]);
-    let r1 = receive_alert(&store, &wf, &clock, &settings, &a).await.unwrap();
-    let r2 = receive_alert(&store, &wf, &clock, &settings, &a).await.unwrap();
+    let r1 = receive_alert(&store, &wf, &clock, &settings, &a)
+        .await
+        .unwrap();
+    let r2 = receive_alert(&store, &wf, &clock, &settings, &a)
+        .await
+        .unwrap();
     assert!(!r1.duplicate && r2.duplicate);
     assert_eq!((r1.report_id, r1.status), (r2.report_id, r2.status));
     let runs = wf.0.lock().unwrap().clone();
@@ -148,7 +174,10 @@ async fn alert_joining_a_published_report_reviews_it_again() {
         .record_publication(&report, "pub-1", clock.now())
         .await
         .unwrap();
-    assert_eq!((published.status, published.publications), (ReportStatus::Published, 1));
+    assert_eq!(
+        (published.status, published.publications),
+        (ReportStatus::Published, 1)
+    );
     // Recording the same publication again (a retried step) does not count twice.
     let again = store
         .record_publication(&report, "pub-1", clock.now())
@@ -156,9 +185,15 @@ async fn alert_joining_a_published_report_reviews_it_again() {
         .unwrap();
     assert_eq!(again.publications, 1);
 
-    let late = receive_alert(&store, &wf, &clock, &settings, &alert("late", vec![ip("192.0.2.9")]))
-        .await
-        .unwrap();
+    let late = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &settings,
+        &alert("late", vec![ip("192.0.2.9")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(late.report_id, r.report_id);
     assert!(wf.0.lock().unwrap()[1].review, "late alert must re-review");
     assert_eq!(
@@ -294,14 +329,25 @@ async fn feedback_is_bounded_by_depth() {
         ..PipelineSettings::default()
     };
     let run = run_engine(plugins, settings);
-    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let receipt = run
+        .engine
+        .receive(&alert("a", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
     let report = wait_published(&run.engine, receipt.report_id, 1).await;
     let values: Vec<&str> = report.attributes.iter().map(|a| a.value.as_str()).collect();
     assert_eq!(values, vec!["192.0.2.1", "x.192.0.2.1", "x.x.192.0.2.1"]);
-    assert_eq!(chatty.0.load(Ordering::SeqCst), 3, "depth 0, 1 and 2 inspected");
+    assert_eq!(
+        chatty.0.load(Ordering::SeqCst),
+        3,
+        "depth 0, 1 and 2 inspected"
+    );
     assert!(
-        report.notes.iter().any(|n| n.message.contains("max_attribute_depth 2")
-            && n.message.contains("x.x.x.192.0.2.1")),
+        report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("max_attribute_depth 2")
+                && n.message.contains("x.x.x.192.0.2.1")),
         "{:#?}",
         report.notes
     );
@@ -350,7 +396,10 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
     let emitted = Arc::new(CollectingEmitter::default());
     let crash = ExecInspector(ExecCommand {
         program: "/bin/sh".into(),
-        args: vec!["-c".into(), "cat >/dev/null; echo 'lookup failed: quota' >&2; exit 7".into()],
+        args: vec![
+            "-c".into(),
+            "cat >/dev/null; echo 'lookup failed: quota' >&2; exit 7".into(),
+        ],
         env: BTreeMap::new(),
         cwd: None,
         timeout: Duration::from_secs(10),
@@ -383,7 +432,11 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
         }],
     };
     let run = run_engine(plugins, PipelineSettings::default());
-    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let receipt = run
+        .engine
+        .receive(&alert("a", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
     let report = wait_published(&run.engine, receipt.report_id, 1).await;
 
     let notes: Vec<(&str, &str)> = report
@@ -398,12 +451,18 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
         "{notes:?}"
     );
     assert!(
-        notes.iter().any(|(a, m)| *a == "garbage" && m.contains("bad output")),
+        notes
+            .iter()
+            .any(|(a, m)| *a == "garbage" && m.contains("bad output")),
         "{notes:?}"
     );
     let result = report.result.clone().unwrap();
     assert_eq!(result.severity, Severity::Unclassified);
-    assert!(result.reason.contains("policy engine exploded"), "{}", result.reason);
+    assert!(
+        result.reason.contains("policy engine exploded"),
+        "{}",
+        result.reason
+    );
 
     for _ in 0..100 {
         if !emitted.0.lock().unwrap().is_empty() {
@@ -440,15 +499,28 @@ async fn an_emitter_that_keeps_failing_is_given_up_with_a_note() {
     wait_published(&run.engine, receipt.report_id, 1).await;
     let mut noted = None;
     for _ in 0..100 {
-        let r = run.engine.store().compile_report(receipt.report_id).await.unwrap().unwrap();
-        noted = r.notes.into_iter().find(|n| n.message.contains("webhook returned 500"));
+        let r = run
+            .engine
+            .store()
+            .compile_report(receipt.report_id)
+            .await
+            .unwrap()
+            .unwrap();
+        noted = r
+            .notes
+            .into_iter()
+            .find(|n| n.message.contains("webhook returned 500"));
         if noted.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let note = noted.expect("a note about the broken emitter");
-    assert!(note.message.contains("after 2 attempt(s)"), "{}", note.message);
+    assert!(
+        note.message.contains("after 2 attempt(s)"),
+        "{}",
+        note.message
+    );
     // The other emitter was not held up by the broken one.
     let got = good.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
@@ -479,7 +551,11 @@ async fn oversized_new_attributes_are_refused_with_a_note() {
         ..Plugins::default()
     };
     let run = run_engine(plugins, PipelineSettings::default());
-    let receipt = run.engine.receive(&alert("a", vec![ip("192.0.2.1")])).await.unwrap();
+    let receipt = run
+        .engine
+        .receive(&alert("a", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
     let report = wait_published(&run.engine, receipt.report_id, 1).await;
     assert_eq!(report.attributes.len(), 1);
     assert!(

@@ -244,7 +244,12 @@ mod tests {
         b.timestamp = Some(Utc::now());
         assert_eq!(a.identity(), b.identity());
 
-        let c = Attribute::new(AttrType::Ipaddr, "src", "192.0.2.1", &[Client, Remote, Remote]);
+        let c = Attribute::new(
+            AttrType::Ipaddr,
+            "src",
+            "192.0.2.1",
+            &[Client, Remote, Remote],
+        );
         assert_eq!(a.identity(), c.identity(), "duplicate contexts are a set");
 
         for different in [

@@ -8,12 +8,9 @@ pub mod validate;
 
 pub use alert::{Alert, AlertId, AttrContext, AttrHash, AttrType, Attribute};
 pub use finding::{Finding, FindingContent};
-pub use report::{
-    Authored, Note, Report, ReportId, ReportStatus, ReviewResult, Section, Severity,
-};
+pub use report::{Authored, Note, Report, ReportId, ReportStatus, ReviewResult, Section, Severity};
 pub use task::{InspectionReport, InspectorOutput, Task};
 pub use validate::{AlertError, ValidationError, Violation, parse_alert, validate_alert};
-
 
 /// Lowercase hex SHA-256: the one hash every identity in deepalert uses.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -161,10 +161,16 @@ pub struct Report {
 impl Report {
     /// The detector and rule of the first alert, which every alert of a report shares.
     pub fn detector(&self) -> &str {
-        self.alerts.first().map(|a| a.detector.as_str()).unwrap_or("")
+        self.alerts
+            .first()
+            .map(|a| a.detector.as_str())
+            .unwrap_or("")
     }
 
     pub fn rule_id(&self) -> &str {
-        self.alerts.first().map(|a| a.rule_id.as_str()).unwrap_or("")
+        self.alerts
+            .first()
+            .map(|a| a.rule_id.as_str())
+            .unwrap_or("")
     }
 }

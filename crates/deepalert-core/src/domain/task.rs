@@ -16,7 +16,11 @@ pub struct Task {
 pub struct InspectorOutput {
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub findings: Vec<FindingContent>,
-    #[serde(default, alias = "new_attributes", deserialize_with = "super::null_as_default")]
+    #[serde(
+        default,
+        alias = "new_attributes",
+        deserialize_with = "super::null_as_default"
+    )]
     pub attributes: Vec<Attribute>,
 }
 

@@ -69,14 +69,23 @@ pub fn validate_alert(alert: &Alert) -> Result<(), ValidationError> {
     max_bytes(&mut v, "rule_id", &alert.rule_id, MAX_NAME_BYTES);
     max_bytes(&mut v, "rule_name", &alert.rule_name, MAX_NAME_BYTES);
     max_bytes(&mut v, "alert_key", &alert.alert_key, MAX_NAME_BYTES);
-    max_bytes(&mut v, "description", &alert.description, MAX_DESCRIPTION_BYTES);
+    max_bytes(
+        &mut v,
+        "description",
+        &alert.description,
+        MAX_DESCRIPTION_BYTES,
+    );
     check_attributes(&mut v, "attributes", &alert.attributes);
     if let Some(body) = &alert.body {
-        let len = serde_json::to_vec(body).map(|b| b.len()).unwrap_or(usize::MAX);
+        let len = serde_json::to_vec(body)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
         if len > MAX_BODY_BYTES {
             v.push(Violation {
                 field: "body".into(),
-                message: format!("serialized body is {len} bytes, over the limit of {MAX_BODY_BYTES} bytes"),
+                message: format!(
+                    "serialized body is {len} bytes, over the limit of {MAX_BODY_BYTES} bytes"
+                ),
             });
         }
     }
@@ -109,8 +118,18 @@ fn check_attributes(v: &mut Vec<Violation>, field: &str, attrs: &[Attribute]) {
         });
     }
     for (i, a) in attrs.iter().enumerate() {
-        max_bytes(v, &format!("{field}[{i}].key"), &a.key, MAX_ATTR_FIELD_BYTES);
-        max_bytes(v, &format!("{field}[{i}].value"), &a.value, MAX_ATTR_FIELD_BYTES);
+        max_bytes(
+            v,
+            &format!("{field}[{i}].key"),
+            &a.key,
+            MAX_ATTR_FIELD_BYTES,
+        );
+        max_bytes(
+            v,
+            &format!("{field}[{i}].value"),
+            &a.value,
+            MAX_ATTR_FIELD_BYTES,
+        );
         required(v, &format!("{field}[{i}].value"), &a.value);
     }
 }
@@ -165,12 +184,18 @@ mod tests {
             ("rule_id", MAX_NAME_BYTES, |a, s| a.rule_id = s),
             ("rule_name", MAX_NAME_BYTES, |a, s| a.rule_name = s),
             ("alert_key", MAX_NAME_BYTES, |a, s| a.alert_key = s),
-            ("description", MAX_DESCRIPTION_BYTES, |a, s| a.description = s),
+            ("description", MAX_DESCRIPTION_BYTES, |a, s| {
+                a.description = s
+            }),
         ];
         for (field, limit, set) in cases {
             let mut ok = base();
             set(&mut ok, "x".repeat(limit));
-            assert_eq!(fields(validate_alert(&ok)), Vec::<String>::new(), "{field} at limit");
+            assert_eq!(
+                fields(validate_alert(&ok)),
+                Vec::<String>::new(),
+                "{field} at limit"
+            );
             let mut over = base();
             set(&mut over, "x".repeat(limit + 1));
             let err = validate_alert(&over).unwrap_err();

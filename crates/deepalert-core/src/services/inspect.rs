@@ -61,10 +61,7 @@ pub async fn accept_inspection(
     }
     if let Err(e) = validate_inspector_output(&msg.output) {
         store
-            .put_note(
-                report_id,
-                &note(format!("new attributes refused: {e}")),
-            )
+            .put_note(report_id, &note(format!("new attributes refused: {e}")))
             .await?;
         outcome.noted = true;
         return Ok(outcome);
@@ -75,7 +72,12 @@ pub async fn accept_inspection(
         .unwrap_or(0);
     let depth = origin_depth + 1;
     if depth > settings.max_attribute_depth {
-        let values: Vec<&str> = msg.output.attributes.iter().map(|a| a.value.as_str()).collect();
+        let values: Vec<&str> = msg
+            .output
+            .attributes
+            .iter()
+            .map(|a| a.value.as_str())
+            .collect();
         store
             .put_note(
                 report_id,

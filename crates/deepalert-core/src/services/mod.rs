@@ -43,7 +43,10 @@ pub enum PipelineError {
     #[error("report {0} not found")]
     ReportNotFound(ReportId),
     #[error("alert {alert_ref} of report {report_id} not found")]
-    AlertNotFound { report_id: ReportId, alert_ref: String },
+    AlertNotFound {
+        report_id: ReportId,
+        alert_ref: String,
+    },
     #[error(transparent)]
     Port(#[from] PortError),
 }

@@ -172,9 +172,15 @@ mod tests {
 
     #[tokio::test]
     async fn nonzero_exit_carries_stderr() {
-        let err = sh("echo boom >&2; exit 3", 5000).run(b"").await.unwrap_err();
+        let err = sh("echo boom >&2; exit 3", 5000)
+            .run(b"")
+            .await
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("exit status: 3") && msg.contains("boom"), "{msg}");
+        assert!(
+            msg.contains("exit status: 3") && msg.contains("boom"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
@@ -195,6 +201,9 @@ mod tests {
         let err = insp.inspect(&task).await.unwrap_err();
         assert!(matches!(err, PluginError::BadOutput(_)), "{err}");
         let empty = ExecInspector(sh("cat >/dev/null", 5000));
-        assert_eq!(empty.inspect(&task).await.unwrap(), InspectorOutput::default());
+        assert_eq!(
+            empty.inspect(&task).await.unwrap(),
+            InspectorOutput::default()
+        );
     }
 }

@@ -47,7 +47,9 @@ pub struct InspectorEntry {
 
 impl InspectorEntry {
     pub fn wants(&self, t: AttrType) -> bool {
-        self.attribute_types.as_ref().is_none_or(|set| set.contains(&t))
+        self.attribute_types
+            .as_ref()
+            .is_none_or(|set| set.contains(&t))
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use deepalert_core::ReportId;
 use deepalert_core::ports::PortResult;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{SqliteStore, from_ms, ms, parse_report_id};
@@ -71,9 +71,8 @@ impl SqliteStore {
             return Ok(());
         }
         self.write("enqueue jobs", move |c| {
-            let tx = c.transaction()?;
-            insert_jobs(&tx, &jobs, ms(now))?;
-            tx.commit()
+            let tx = c;
+            insert_jobs(tx, &jobs, ms(now))
         })
         .await?;
         self.job_signal.notify_one();
@@ -119,14 +118,16 @@ impl SqliteStore {
         .await
     }
 
-    /// When the next pending job may run, if any.
+    /// When the next pending job that is not running is due, if any.
     pub async fn next_due(&self) -> PortResult<Option<DateTime<Utc>>> {
         self.read("find next due job", |c| {
             c.query_row(
-                "SELECT min(max(due_at, leased_until)) FROM jobs WHERE state = 'pending'",
+                "SELECT due_at FROM jobs WHERE state = 'pending' AND leased_until = 0
+                 ORDER BY due_at LIMIT 1",
                 [],
-                |r| r.get::<_, Option<i64>>(0),
+                |r| r.get::<_, i64>(0),
             )
+            .optional()
         })
         .await
         .map(|v| v.map(from_ms))
@@ -142,13 +143,12 @@ impl SqliteStore {
     ) -> PortResult<()> {
         let has_followups = !followups.is_empty();
         self.write("finish job", move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             tx.execute(
                 "UPDATE jobs SET state = 'done', finished_at = ?2, leased_until = 0 WHERE id = ?1",
                 params![id, ms(now)],
             )?;
-            insert_jobs(&tx, &followups, ms(now))?;
-            tx.commit()
+            insert_jobs(tx, &followups, ms(now))
         })
         .await?;
         if has_followups {
@@ -217,7 +217,7 @@ impl SqliteStore {
     }
 }
 
-fn insert_jobs(tx: &rusqlite::Transaction<'_>, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
+fn insert_jobs(tx: &rusqlite::Connection, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO jobs (key, kind, report_id, payload, due_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

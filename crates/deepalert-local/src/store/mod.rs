@@ -1,11 +1,13 @@
 //! The embedded store: SQLite (WAL) holding reports, alerts, attributes, findings, notes,
 //! publications and the durable job queue that replaces Step Functions locally.
 //!
-//! One writer connection (SQLite allows one writer at a time anyway) and one reader
-//! connection, each behind a mutex and used from `spawn_blocking`, so the async runtime
-//! never waits on disk.
+//! Writes go to one writer thread that commits them in groups (one transaction, one
+//! savepoint per write), so under load many writes share a commit; each caller is answered
+//! after the commit that holds its write. Reads use their own connection from
+//! `spawn_blocking`, so the async runtime never waits on disk.
 
 mod jobs;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,10 +54,14 @@ pub enum OpenError {
     },
 }
 
+/// Read connections: WAL readers do not block each other or the writer.
+const READERS: usize = 2;
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<writer::Op>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Woken whenever a job becomes due now, so the runner does not poll.
     job_signal: Arc<Notify>,
 }
@@ -84,6 +90,10 @@ pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqli
         Durability::Full => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    // A bigger page cache and rarer checkpoints: hot pages (job queue, indexes) are
+    // rewritten many times between checkpoints and copied to the database once.
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }
@@ -136,10 +146,13 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let reader = open(&path)?;
+        let readers = (0..READERS)
+            .map(|_| open(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: writer::spawn(writer),
+            readers: readers.into(),
+            next_reader: Arc::default(),
             job_signal: Arc::new(Notify::new()),
         })
     }
@@ -148,19 +161,37 @@ impl SqliteStore {
         self.job_signal.clone()
     }
 
+    /// Runs `f` on the writer thread inside its own savepoint of the current batch, and
+    /// answers once the batch is committed: an Ok is durable (see [`Durability`]).
     async fn write<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| PortError::with_source("sqlite worker panicked", e))?
-        .map_err(sql_err(what))
+        let (reply, answer) = tokio::sync::oneshot::channel::<PortResult<T>>();
+        let op: writer::Op = Box::new(move |conn| {
+            let Some(conn) = conn else {
+                return writer::Ran::failed(move |e| {
+                    let _ = reply.send(Err(PortError::new(format!("sqlite: {what}: {e}"))));
+                });
+            };
+            match f(conn) {
+                Ok(value) => writer::Ran::ok(move |commit: Result<(), String>| {
+                    let _ = reply.send(commit.map(|()| value).map_err(|e| {
+                        PortError::new(format!("sqlite: {what}: commit failed: {e}"))
+                    }));
+                }),
+                Err(e) => writer::Ran::failed(move |_| {
+                    let _ = reply.send(Err(sql_err(what)(e)));
+                }),
+            }
+        });
+        self.writer
+            .send(op)
+            .map_err(|_| PortError::new("sqlite writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| PortError::new("sqlite writer thread has stopped"))?
     }
 
     async fn read<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
@@ -168,9 +199,13 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = self.reader.clone();
+        let readers = self.readers.clone();
+        let pick = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % readers.len();
         tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = readers[pick].lock().unwrap_or_else(|p| p.into_inner());
             f(&guard)
         })
         .await
@@ -195,14 +230,19 @@ impl SqliteStore {
             )?;
             let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], |row| {
                 let first: Option<String> = row.get(6)?;
-                let first: Option<Alert> =
-                    first.as_deref().map(|b| json_col(6, b)).transpose()?;
+                let first: Option<Alert> = first.as_deref().map(|b| json_col(6, b)).transpose()?;
                 let result: Option<String> = row.get(2)?;
                 Ok(ReportSummary {
                     id: parse_report_id(0, &row.get::<_, String>(0)?)?,
                     status: parse_status(1, &row.get::<_, String>(1)?)?,
-                    detector: first.as_ref().map(|a| a.detector.clone()).unwrap_or_default(),
-                    rule_id: first.as_ref().map(|a| a.rule_id.clone()).unwrap_or_default(),
+                    detector: first
+                        .as_ref()
+                        .map(|a| a.detector.clone())
+                        .unwrap_or_default(),
+                    rule_id: first
+                        .as_ref()
+                        .map(|a| a.rule_id.clone())
+                        .unwrap_or_default(),
                     rule_name: first.map(|a| a.rule_name).unwrap_or_default(),
                     alerts: row.get(7)?,
                     result: result.as_deref().map(|r| json_col(2, r)).transpose()?,
@@ -234,7 +274,14 @@ impl SqliteStore {
     pub async fn counts(&self) -> PortResult<HashMap<String, i64>> {
         self.read("count rows", |c| {
             let mut out = HashMap::new();
-            for table in ["reports", "alerts", "attributes", "findings", "notes", "publications"] {
+            for table in [
+                "reports",
+                "alerts",
+                "attributes",
+                "findings",
+                "notes",
+                "publications",
+            ] {
                 let n: i64 =
                     c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
                 out.insert(table.to_string(), n);
@@ -281,7 +328,7 @@ impl Store for SqliteStore {
         let window_start = ms(req.now - req.window);
         let candidate = req.candidate_report.to_string();
         self.write("store alert", move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             let open: Option<(String, String)> = tx
                 .query_row(
                     "SELECT id, status FROM reports WHERE alert_id = ?1 AND created_at > ?2
@@ -345,7 +392,6 @@ impl Store for SqliteStore {
                     }
                 }
             };
-            tx.commit()?;
             Ok(receipt)
         })
         .await
@@ -378,7 +424,7 @@ impl Store for SqliteStore {
             .map(|c| (c.attribute.identity().0, c.depth, c.attribute.clone()))
             .collect();
         self.write("claim attributes", move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             let mut outcome = ClaimOutcome::default();
             let mut count: u32 = tx.query_row(
                 "SELECT attr_count FROM reports WHERE id = ?1",
@@ -412,7 +458,6 @@ impl Store for SqliteStore {
                 "UPDATE reports SET attr_count = ?2 WHERE id = ?1",
                 params![rid, count],
             )?;
-            tx.commit()?;
             Ok(outcome)
         })
         .await
@@ -449,9 +494,7 @@ impl Store for SqliteStore {
                 };
                 let attr_hash = f.attribute.identity().0;
                 let kind = finding_kind(&f.content);
-                let hash = sha256_hex(
-                    to_json(&(&f.author, &attr_hash, kind, &content)).as_bytes(),
-                );
+                let hash = sha256_hex(to_json(&(&f.author, &attr_hash, kind, &content)).as_bytes());
                 (
                     f.report_id.to_string(),
                     hash,
@@ -464,7 +507,7 @@ impl Store for SqliteStore {
             })
             .collect();
         self.write("store findings", move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR IGNORE INTO findings
@@ -475,7 +518,7 @@ impl Store for SqliteStore {
                     stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
                 }
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -526,7 +569,7 @@ impl Store for SqliteStore {
         let mut snapshot = report.clone();
         let pid = publication_id.to_string();
         self.write("record publication", move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             let existing: Option<String> = tx
                 .query_row(
                     "SELECT snapshot FROM publications WHERE publication_id = ?1",
@@ -553,7 +596,6 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![pid, rid, number, to_json(&snapshot), ms(now)],
             )?;
-            tx.commit()?;
             Ok(snapshot)
         })
         .await

@@ -1,0 +1,116 @@
+//! Group commit: the only thread that writes to the database.
+//!
+//! Writes queue up while a commit is in progress; the next batch runs them all in one
+//! transaction, each in its own savepoint so a failing write rolls back alone. Callers are
+//! answered after the batch commits, so an answered write is as durable as the commit.
+
+use std::sync::mpsc::{Receiver, Sender};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tracing::error;
+
+/// Writes per transaction at most: bounds how long one commit keeps callers waiting.
+const MAX_BATCH: usize = 256;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// What running one write produced: keep its savepoint or roll it back, and how to answer
+/// its caller once the batch's fate is known.
+pub(super) struct Ran {
+    keep: bool,
+    answer: Completion,
+}
+
+impl Ran {
+    pub(super) fn ok(answer: impl FnOnce(Result<(), String>) + Send + 'static) -> Ran {
+        Ran {
+            keep: true,
+            answer: Box::new(answer),
+        }
+    }
+
+    /// The write failed on its own; its caller already has its error.
+    pub(super) fn failed(answer: impl FnOnce(String) + Send + 'static) -> Ran {
+        Ran {
+            keep: false,
+            answer: Box::new(move |r| answer(r.err().unwrap_or_default())),
+        }
+    }
+}
+
+/// A write. Called with `None` when its batch could not even start.
+pub(super) type Op = Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>;
+
+pub(super) fn spawn(conn: Connection) -> Sender<Op> {
+    let (tx, rx) = std::sync::mpsc::channel::<Op>();
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || run(conn, rx))
+        .expect("cannot spawn the sqlite writer thread");
+    tx
+}
+
+fn run(mut conn: Connection, rx: Receiver<Op>) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    // Ends when every store handle (sender) is dropped.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
+    let mut answers: Vec<Completion> = Vec::with_capacity(batch.len());
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            error!(error = %e, "cannot begin a write transaction");
+            for op in batch.drain(..) {
+                (op(None).answer)(Err(e.to_string()));
+            }
+            return;
+        }
+    };
+    for op in batch.drain(..) {
+        let ran = match tx.savepoint() {
+            Ok(sp) => {
+                let ran = op(Some(&sp));
+                let released = if ran.keep {
+                    sp.commit()
+                } else {
+                    drop(sp); // rolls the savepoint back
+                    Ok(())
+                };
+                match released {
+                    Ok(()) => ran,
+                    Err(e) => Ran {
+                        keep: false,
+                        answer: Box::new(move |_| (ran.answer)(Err(e.to_string()))),
+                    },
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let ran = op(None);
+                Ran {
+                    keep: false,
+                    answer: Box::new(move |_| (ran.answer)(Err(msg))),
+                }
+            }
+        };
+        answers.push(ran.answer);
+    }
+    let committed = tx.commit().map_err(|e| {
+        error!(error = %e, "write transaction failed to commit");
+        e.to_string()
+    });
+    for answer in answers {
+        answer(committed.clone());
+    }
+}
