@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deepalert_core::ports::{
-    Clock, Emitter, PortError, PortResult, Store, TaskBus, Workflow, WorkflowRun,
-};
+use deepalert_core::ports::{Clock, Emitter, PortResult, Store, TaskBus, Workflow, WorkflowRun};
 use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
 use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, Task};
 use serde::{Deserialize, Serialize};
@@ -509,11 +507,5 @@ impl Engine {
             Ok(()) => Outcome::Done(vec![]),
             Err(e) => Outcome::Retry(format!("emitter {} failed: {e}", job.emitter)),
         }
-    }
-}
-
-impl From<PortError> for Outcome {
-    fn from(e: PortError) -> Self {
-        Outcome::Retry(e.chain())
     }
 }
