@@ -82,6 +82,15 @@ pub struct AlertReceipt {
     pub review: bool,
 }
 
+/// What a report is and where it stands, cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportHead {
+    pub status: ReportStatus,
+    /// Of the report's first alert (all its alerts share them).
+    pub detector: String,
+    pub rule_id: String,
+}
+
 /// An attribute to be inspected, with how far it is from the alert (0 = in the alert).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeClaim {
@@ -131,7 +140,8 @@ pub trait Store: Send + Sync {
     /// Stores a note; storing the same note (author, attribute, message) twice keeps one.
     async fn put_note(&self, report_id: ReportId, note: &Note) -> PortResult<()>;
 
-    async fn report_status(&self, report_id: ReportId) -> PortResult<Option<ReportStatus>>;
+    /// Status and origin of a report, without compiling it.
+    async fn report_head(&self, report_id: ReportId) -> PortResult<Option<ReportHead>>;
 
     /// Everything stored about a report, assembled.
     async fn compile_report(&self, report_id: ReportId) -> PortResult<Option<Report>>;

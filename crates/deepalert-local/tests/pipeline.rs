@@ -197,8 +197,13 @@ async fn alert_joining_a_published_report_reviews_it_again() {
     assert_eq!(late.report_id, r.report_id);
     assert!(wf.0.lock().unwrap()[1].review, "late alert must re-review");
     assert_eq!(
-        store.report_status(r.report_id).await.unwrap(),
-        Some(ReportStatus::More)
+        store
+            .report_head(r.report_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReportStatus::More
     );
 }
 

@@ -222,3 +222,41 @@ pub struct EntitySoftware {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<DateTime<Utc>>,
 }
+
+impl FindingContent {
+    /// Kind name and content JSON, as stores keep them.
+    pub fn to_parts(&self) -> (&'static str, String) {
+        let content = match self {
+            FindingContent::Host(h) => serde_json::to_string(h),
+            FindingContent::User(u) => serde_json::to_string(u),
+            FindingContent::Binary(b) => serde_json::to_string(b),
+        };
+        let kind = match self {
+            FindingContent::Host(_) => "host",
+            FindingContent::User(_) => "user",
+            FindingContent::Binary(_) => "binary",
+        };
+        (kind, content.expect("finding content always serializes"))
+    }
+
+    pub fn from_parts(kind: &str, content: &str) -> Result<FindingContent, serde_json::Error> {
+        Ok(match kind {
+            "host" => FindingContent::Host(serde_json::from_str(content)?),
+            "user" => FindingContent::User(serde_json::from_str(content)?),
+            _ => FindingContent::Binary(serde_json::from_str(content)?),
+        })
+    }
+}
+
+impl Finding {
+    /// Identity of a finding for idempotent storage: the same inspector saying the same
+    /// thing about the same attribute twice (a redelivered task) is stored once.
+    pub fn identity(&self) -> String {
+        let (kind, content) = self.content.to_parts();
+        super::sha256_hex(
+            serde_json::json!([self.author, self.attribute.identity(), kind, content])
+                .to_string()
+                .as_bytes(),
+        )
+    }
+}

@@ -8,7 +8,10 @@ pub mod validate;
 
 pub use alert::{Alert, AlertId, AttrContext, AttrHash, AttrType, Attribute};
 pub use finding::{Finding, FindingContent};
-pub use report::{Authored, Note, Report, ReportId, ReportStatus, ReviewResult, Section, Severity};
+pub use report::{
+    Authored, Note, Report, ReportId, ReportStatus, ReviewResult, Section, SectionsBuilder,
+    Severity,
+};
 pub use task::{InspectionReport, InspectorOutput, Task};
 pub use validate::{AlertError, ValidationError, Violation, parse_alert, validate_alert};
 

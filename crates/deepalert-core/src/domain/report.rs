@@ -127,6 +127,62 @@ pub struct Section {
     pub binaries: Vec<Authored<ContentBinary>>,
 }
 
+/// Groups stored findings into sections, in the report's attribute order; findings about
+/// an attribute the report never claimed get sections at the end. Both stores use it.
+pub struct SectionsBuilder {
+    order: std::collections::HashMap<super::AttrHash, usize>,
+    sections: Vec<(usize, Section)>,
+    section_of: std::collections::HashMap<super::AttrHash, usize>,
+}
+
+impl SectionsBuilder {
+    pub fn new(attributes: &[Attribute]) -> Self {
+        SectionsBuilder {
+            order: attributes
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.identity(), i))
+                .collect(),
+            sections: Vec::new(),
+            section_of: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Add findings in the order they were stored.
+    pub fn add(&mut self, attribute: Attribute, author: String, content: super::FindingContent) {
+        use super::FindingContent::*;
+        let hash = attribute.identity();
+        let idx = match self.section_of.get(&hash) {
+            Some(i) => *i,
+            None => {
+                let rank = self.order.get(&hash).copied().unwrap_or(usize::MAX);
+                self.sections.push((
+                    rank,
+                    Section {
+                        attribute,
+                        hosts: vec![],
+                        users: vec![],
+                        binaries: vec![],
+                    },
+                ));
+                self.section_of.insert(hash, self.sections.len() - 1);
+                self.sections.len() - 1
+            }
+        };
+        let section = &mut self.sections[idx].1;
+        match content {
+            Host(content) => section.hosts.push(Authored { author, content }),
+            User(content) => section.users.push(Authored { author, content }),
+            Binary(content) => section.binaries.push(Authored { author, content }),
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<Section> {
+        self.sections.sort_by_key(|(rank, _)| *rank);
+        self.sections.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
 /// Something the pipeline wants a reader of the report to know: a plug-in that crashed or
 /// timed out, an attribute dropped by the feedback bounds, an emitter that gave up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +215,39 @@ pub struct Report {
 }
 
 impl Report {
+    /// Makes the serialized report fit in `max_bytes` (SNS messages, DynamoDB items and
+    /// Lambda payloads have limits): drops alert bodies first, then alerts after the first,
+    /// saying so in a note. Returns false if it still does not fit.
+    pub fn shrink_to_fit(&mut self, max_bytes: usize, now: DateTime<Utc>) -> bool {
+        let size = |r: &Report| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size(self) <= max_bytes {
+            return true;
+        }
+        for alert in &mut self.alerts {
+            alert.body = None;
+        }
+        self.notes.push(Note {
+            author: "deepalert".into(),
+            attribute: None,
+            message: format!(
+                "alert bodies omitted: the report is over {max_bytes} bytes (the stored report has them)"
+            ),
+            created_at: now,
+        });
+        if size(self) <= max_bytes {
+            return true;
+        }
+        let dropped = self.alerts.len().saturating_sub(1);
+        self.alerts.truncate(1);
+        self.notes.push(Note {
+            author: "deepalert".into(),
+            attribute: None,
+            message: format!("{dropped} alert(s) after the first omitted to fit {max_bytes} bytes"),
+            created_at: now,
+        });
+        size(self) <= max_bytes
+    }
+
     /// The detector and rule of the first alert, which every alert of a report shares.
     pub fn detector(&self) -> &str {
         self.alerts

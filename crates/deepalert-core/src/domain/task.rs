@@ -8,6 +8,12 @@ use super::{Attribute, ReportId};
 pub struct Task {
     pub report_id: ReportId,
     pub attribute: Attribute,
+    /// Of the report's alerts; lets an inspector (or an SNS filter policy) pick its work.
+    /// Not in DeepAlert's task, which inspectors written for it ignore.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detector: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rule_id: String,
 }
 
 /// What an inspector answers for one task. `findings` become report sections; `attributes`

@@ -31,21 +31,18 @@ pub async fn dispatch(
             alert_ref: run.alert_ref.clone(),
         })?;
     let claims = unique_claims(&alert.attributes, 0);
-    let tasks_published = claim_and_publish(
-        store,
-        bus,
-        clock,
-        settings,
-        run.report_id,
-        &claims,
-        &run.name,
-    )
-    .await?;
-    let status = store
-        .report_status(run.report_id)
+    let origin = TaskOrigin {
+        report_id: run.report_id,
+        detector: &alert.detector,
+        rule_id: &alert.rule_id,
+    };
+    let tasks_published =
+        claim_and_publish(store, bus, clock, settings, &origin, &claims, &run.name).await?;
+    let head = store
+        .report_head(run.report_id)
         .await?
         .ok_or(PipelineError::ReportNotFound(run.report_id))?;
-    let review = run.review || status == ReportStatus::Published;
+    let review = run.review || head.status == ReportStatus::Published;
     info!(report_id = %run.report_id, tasks = tasks_published, review, "dispatched");
     Ok(DispatchOutcome {
         tasks_published,
@@ -65,16 +62,24 @@ pub(super) fn unique_claims(attrs: &[Attribute], depth: u32) -> Vec<AttributeCla
         .collect()
 }
 
+/// The report tasks are about.
+pub(super) struct TaskOrigin<'a> {
+    pub report_id: ReportId,
+    pub detector: &'a str,
+    pub rule_id: &'a str,
+}
+
 /// Claims attributes and publishes a task for each one claimed; records refused ones.
 pub(super) async fn claim_and_publish(
     store: &dyn Store,
     bus: &dyn TaskBus,
     clock: &dyn Clock,
     settings: &PipelineSettings,
-    report_id: ReportId,
+    origin: &TaskOrigin<'_>,
     claims: &[AttributeClaim],
     claimer: &str,
 ) -> Result<usize, PipelineError> {
+    let report_id = origin.report_id;
     if claims.is_empty() {
         return Ok(0);
     }
@@ -109,6 +114,8 @@ pub(super) async fn claim_and_publish(
         .map(|attribute| Task {
             report_id,
             attribute,
+            detector: origin.detector.to_string(),
+            rule_id: origin.rule_id.to_string(),
         })
         .collect();
     bus.publish(&tasks).await?;

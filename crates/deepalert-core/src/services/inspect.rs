@@ -1,6 +1,6 @@
 use tracing::{info, warn};
 
-use super::dispatch::{claim_and_publish, unique_claims};
+use super::dispatch::{TaskOrigin, claim_and_publish, unique_claims};
 use super::{PIPELINE_AUTHOR, PipelineError, PipelineSettings};
 use crate::domain::validate::validate_inspector_output;
 use crate::domain::{Finding, InspectionReport, Note};
@@ -98,10 +98,19 @@ pub async fn accept_inspection(
         outcome.noted = true;
         return Ok(outcome);
     }
+    let head = store
+        .report_head(report_id)
+        .await?
+        .ok_or(PipelineError::ReportNotFound(report_id))?;
+    let origin = TaskOrigin {
+        report_id,
+        detector: &head.detector,
+        rule_id: &head.rule_id,
+    };
     let claims = unique_claims(&msg.output.attributes, depth);
     let claimer = format!("{}:{}", msg.author, msg.attribute.identity());
     outcome.tasks_published =
-        claim_and_publish(store, bus, clock, settings, report_id, &claims, &claimer).await?;
+        claim_and_publish(store, bus, clock, settings, &origin, &claims, &claimer).await?;
     info!(
         report_id = %report_id,
         inspector = %msg.author,

@@ -30,6 +30,25 @@ pub async fn review(
     Ok(report)
 }
 
+/// Publishes a report reviewed in an earlier step (on AWS the verdict travels through the
+/// state machine, not the whole report): compiles it again, so findings that arrived
+/// meanwhile are included, and publishes it with `result`.
+pub async fn publish_reviewed(
+    store: &dyn Store,
+    emitter: &dyn Emitter,
+    clock: &dyn Clock,
+    report_id: ReportId,
+    result: ReviewResult,
+    publication_id: &str,
+) -> Result<Report, PipelineError> {
+    let mut report = store
+        .compile_report(report_id)
+        .await?
+        .ok_or(PipelineError::ReportNotFound(report_id))?;
+    report.result = Some(result);
+    publish(store, emitter, clock, &report, publication_id).await
+}
+
 /// Records the publication and hands the published report to the emitter. Idempotent on
 /// `publication_id`, so a retried step publishes the same snapshot again rather than a
 /// second publication.

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deepalert_core::ports::{
-    AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, Store,
+    AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, ReportHead, Store,
 };
 use deepalert_core::{
-    Alert, AttrHash, Attribute, Authored, Finding, FindingContent, Note, Report, ReportId,
-    ReportStatus, ReviewResult, Section, sha256_hex,
+    Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
+    ReviewResult, SectionsBuilder, sha256_hex,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -310,14 +310,6 @@ fn parse_status(idx: usize, s: &str) -> rusqlite::Result<ReportStatus> {
     })
 }
 
-fn finding_kind(content: &FindingContent) -> &'static str {
-    match content {
-        FindingContent::Host(_) => "host",
-        FindingContent::User(_) => "user",
-        FindingContent::Binary(_) => "binary",
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt> {
@@ -327,6 +319,7 @@ impl Store for SqliteStore {
         let now = ms(req.now);
         let window_start = ms(req.now - req.window);
         let candidate = req.candidate_report.to_string();
+        let (detector, rule_id) = (req.alert.detector.clone(), req.alert.rule_id.clone());
         self.write("store alert", move |c| {
             let tx = c;
             let open: Option<(String, String)> = tx
@@ -375,9 +368,9 @@ impl Store for SqliteStore {
                 }
                 None => {
                     tx.execute(
-                        "INSERT INTO reports (id, alert_id, status, created_at, updated_at)
-                         VALUES (?1, ?2, 'new', ?3, ?3)",
-                        params![candidate, alert_id, now],
+                        "INSERT INTO reports (id, alert_id, detector, rule_id, status, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?5)",
+                        params![candidate, alert_id, detector, rule_id, now],
                     )?;
                     tx.execute(
                         "INSERT INTO alerts (report_id, alert_ref, joined_as, run_review, body, received_at)
@@ -487,18 +480,11 @@ impl Store for SqliteStore {
         let rows: Vec<_> = findings
             .iter()
             .map(|f| {
-                let content = match &f.content {
-                    FindingContent::Host(h) => to_json(h),
-                    FindingContent::User(u) => to_json(u),
-                    FindingContent::Binary(b) => to_json(b),
-                };
-                let attr_hash = f.attribute.identity().0;
-                let kind = finding_kind(&f.content);
-                let hash = sha256_hex(to_json(&(&f.author, &attr_hash, kind, &content)).as_bytes());
+                let (kind, content) = f.content.to_parts();
                 (
                     f.report_id.to_string(),
-                    hash,
-                    attr_hash,
+                    f.identity(),
+                    f.attribute.identity().0,
                     f.author.clone(),
                     kind,
                     to_json(&f.attribute),
@@ -507,9 +493,8 @@ impl Store for SqliteStore {
             })
             .collect();
         self.write("store findings", move |c| {
-            let tx = c;
             {
-                let mut stmt = tx.prepare_cached(
+                let mut stmt = c.prepare_cached(
                     "INSERT OR IGNORE INTO findings
                      (report_id, finding_hash, attr_hash, author, kind, attribute, content)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -544,12 +529,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn report_status(&self, report_id: ReportId) -> PortResult<Option<ReportStatus>> {
+    async fn report_head(&self, report_id: ReportId) -> PortResult<Option<ReportHead>> {
         let rid = report_id.to_string();
         self.read("load report status", move |c| {
-            c.query_row("SELECT status FROM reports WHERE id = ?1", [rid], |r| {
-                parse_status(0, &r.get::<_, String>(0)?)
-            })
+            c.query_row(
+                "SELECT status, detector, rule_id FROM reports WHERE id = ?1",
+                [rid],
+                |r| {
+                    Ok(ReportHead {
+                        status: parse_status(0, &r.get::<_, String>(0)?)?,
+                        detector: r.get(1)?,
+                        rule_id: r.get(2)?,
+                    })
+                },
+            )
             .optional()
         })
         .await
@@ -629,74 +622,32 @@ fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Repor
         .query_map([&rid], |r| json_col::<Alert>(0, &r.get::<_, String>(0)?))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    let mut attributes = Vec::new();
-    let mut order: HashMap<String, usize> = HashMap::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT attr_hash, body FROM attributes WHERE report_id = ?1 ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([&rid])?;
-        while let Some(r) = rows.next()? {
-            let hash: String = r.get(0)?;
-            let attr: Attribute = json_col(1, &r.get::<_, String>(1)?)?;
-            order.insert(hash, attributes.len());
-            attributes.push(attr);
-        }
-    }
+    let attributes = c
+        .prepare_cached("SELECT body FROM attributes WHERE report_id = ?1 ORDER BY seq")?
+        .query_map([&rid], |r| {
+            json_col::<Attribute>(0, &r.get::<_, String>(0)?)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    // Sections follow attribute order; a finding about an attribute the report never
-    // claimed (an inspector answering about something else) gets a section at the end.
-    let mut sections: Vec<(usize, Section)> = Vec::new();
-    let mut section_of: HashMap<String, usize> = HashMap::new();
+    let mut sections = SectionsBuilder::new(&attributes);
     {
         let mut stmt = c.prepare_cached(
-            "SELECT attr_hash, author, kind, attribute, content FROM findings
-             WHERE report_id = ?1 ORDER BY seq",
+            "SELECT attribute, author, kind, content FROM findings WHERE report_id = ?1 ORDER BY seq",
         )?;
         let mut rows = stmt.query([&rid])?;
         while let Some(r) = rows.next()? {
-            let hash: String = r.get(0)?;
-            let idx = match section_of.get(&hash) {
-                Some(i) => *i,
-                None => {
-                    let (rank, attribute) = match order.get(&hash) {
-                        Some(i) => (*i, attributes[*i].clone()),
-                        None => (usize::MAX, json_col(3, &r.get::<_, String>(3)?)?),
-                    };
-                    sections.push((
-                        rank,
-                        Section {
-                            attribute,
-                            hosts: vec![],
-                            users: vec![],
-                            binaries: vec![],
-                        },
-                    ));
-                    section_of.insert(hash, sections.len() - 1);
-                    sections.len() - 1
-                }
-            };
-            let section = &mut sections[idx].1;
-            let author: String = r.get(1)?;
             let kind: String = r.get(2)?;
-            let content: String = r.get(4)?;
-            match kind.as_str() {
-                "host" => section.hosts.push(Authored {
-                    author,
-                    content: json_col(4, &content)?,
-                }),
-                "user" => section.users.push(Authored {
-                    author,
-                    content: json_col(4, &content)?,
-                }),
-                _ => section.binaries.push(Authored {
-                    author,
-                    content: json_col(4, &content)?,
-                }),
-            }
+            let content =
+                FindingContent::from_parts(&kind, &r.get::<_, String>(3)?).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?;
+            sections.add(json_col(0, &r.get::<_, String>(0)?)?, r.get(1)?, content);
         }
     }
-    sections.sort_by_key(|(rank, _)| *rank);
 
     let notes = c
         .prepare_cached("SELECT body FROM notes WHERE report_id = ?1 ORDER BY seq")?
@@ -707,7 +658,7 @@ fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Repor
         id: report_id,
         alerts,
         attributes,
-        sections: sections.into_iter().map(|(_, s)| s).collect(),
+        sections: sections.finish(),
         notes,
         result,
         status,

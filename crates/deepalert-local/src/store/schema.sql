@@ -3,6 +3,8 @@
 CREATE TABLE IF NOT EXISTS reports (
     id           TEXT PRIMARY KEY,
     alert_id     TEXT NOT NULL,
+    detector     TEXT NOT NULL,
+    rule_id      TEXT NOT NULL,
     status       TEXT NOT NULL,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
