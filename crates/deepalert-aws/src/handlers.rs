@@ -1,0 +1,235 @@
+//! The five Lambda handlers. Each is a plain async function over the ports, calling the
+//! same core services as `deepalert serve`; the `lambda-*` binaries wrap them in
+//! `lambda_runtime`, and tests call them directly (or through a Lambda Invoke endpoint).
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use deepalert_core::ports::{Clock, Emitter, Reviewer, Store, TaskBus, Workflow, WorkflowRun};
+use deepalert_core::services::{self, PipelineError, PipelineSettings};
+use deepalert_core::{AlertError, InspectionReport, ReportId, ReviewResult, Severity, parse_alert};
+use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
+
+use crate::workflow::ExecutionInput;
+
+/// A message body as it arrives from a queue: the payload itself (raw delivery), or an
+/// SNS notification envelope around it (subscription without raw delivery).
+pub fn unwrap_sns_envelope(body: &str) -> std::borrow::Cow<'_, str> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(rename = "Type")]
+        kind: String,
+        #[serde(rename = "Message")]
+        message: String,
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(env) if env.kind == "Notification" => env.message.into(),
+        _ => body.into(),
+    }
+}
+
+fn failure(message_id: Option<&String>) -> Option<BatchItemFailure> {
+    // Without an id the record cannot be reported alone; the runtime then retries the
+    // batch, which is safe (every step is idempotent).
+    message_id.map(|id| {
+        let mut f = BatchItemFailure::default();
+        f.item_identifier = id.clone();
+        f
+    })
+}
+
+pub struct ReceptorDeps<'a> {
+    pub store: &'a dyn Store,
+    pub workflow: &'a dyn Workflow,
+    pub clock: &'a dyn Clock,
+    pub settings: &'a PipelineSettings,
+}
+
+/// Alert queue → stored alert + started execution. Only the records that failed are
+/// reported (partial batch response), so one bad alert does not retry the others; it
+/// goes to the DLQ after the queue's maxReceiveCount, with the reason in the log.
+pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let id = record.message_id.as_deref().unwrap_or("?");
+        let body = unwrap_sns_envelope(record.body.as_deref().unwrap_or(""));
+        let outcome = match parse_alert(body.as_bytes()) {
+            Ok(alert) => services::receive_alert(
+                deps.store,
+                deps.workflow,
+                deps.clock,
+                deps.settings,
+                &alert,
+            )
+            .await
+            .map(|_| ()),
+            Err(AlertError::Invalid(v)) => Err(PipelineError::Invalid(v)),
+            Err(e @ AlertError::Parse(_)) => {
+                error!(message_id = id, error = %e, "alert refused; it will go to the DLQ");
+                response
+                    .batch_item_failures
+                    .extend(failure(record.message_id.as_ref()));
+                continue;
+            }
+        };
+        if let Err(e) = outcome {
+            if e.is_retryable() {
+                warn!(message_id = id, error = %e, "alert not stored; will be retried");
+            } else {
+                error!(message_id = id, error = %e, "alert refused; it will go to the DLQ");
+            }
+            response
+                .batch_item_failures
+                .extend(failure(record.message_id.as_ref()));
+        }
+    }
+    response
+}
+
+pub struct DispatcherDeps<'a> {
+    pub store: &'a dyn Store,
+    pub bus: &'a dyn TaskBus,
+    pub clock: &'a dyn Clock,
+    pub settings: &'a PipelineSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchOutput {
+    pub tasks: usize,
+    /// The state machine's Choice state reads this.
+    pub review: bool,
+}
+
+/// State-machine task: sends the run's new attributes to the task topic.
+pub async fn dispatcher(
+    deps: &DispatcherDeps<'_>,
+    input: ExecutionInput,
+) -> Result<DispatchOutput, PipelineError> {
+    let run: WorkflowRun = input.run;
+    let out = services::dispatch(deps.store, deps.bus, deps.clock, deps.settings, &run).await?;
+    Ok(DispatchOutput {
+        tasks: out.tasks_published,
+        review: out.review,
+    })
+}
+
+pub struct GatewayDeps<'a> {
+    pub store: &'a dyn Store,
+    pub bus: &'a dyn TaskBus,
+    pub clock: &'a dyn Clock,
+    pub settings: &'a PipelineSettings,
+}
+
+/// Inspection queue → stored findings and new tasks. Messages are `InspectionReport`s
+/// (raw, or inside an SNS envelope); a malformed one is reported failed (→ DLQ).
+pub async fn inspector_gateway(deps: &GatewayDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let id = record.message_id.as_deref().unwrap_or("?");
+        let body = unwrap_sns_envelope(record.body.as_deref().unwrap_or(""));
+        let msg: InspectionReport = match serde_json::from_str(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(message_id = id, error = %e, "inspection message refused; it will go to the DLQ");
+                response
+                    .batch_item_failures
+                    .extend(failure(record.message_id.as_ref()));
+                continue;
+            }
+        };
+        let report_id = msg.report_id;
+        if let Err(e) =
+            services::accept_inspection(deps.store, deps.bus, deps.clock, deps.settings, msg).await
+        {
+            warn!(report_id = %report_id, message_id = id, error = %e, "inspection not stored");
+            response
+                .batch_item_failures
+                .extend(failure(record.message_id.as_ref()));
+        }
+    }
+    response
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewInput {
+    pub report_id: ReportId,
+}
+
+/// State-machine task: compiles the report and asks the reviewer. Reviewer failures are
+/// already turned into `unclassified` here; only storage failures fail the task.
+pub async fn review_invoker(
+    store: &dyn Store,
+    reviewer: &dyn Reviewer,
+    input: ReviewInput,
+) -> Result<ReviewResult, PipelineError> {
+    let report = services::review(store, reviewer, input.report_id).await?;
+    Ok(report
+        .result
+        .unwrap_or_else(|| ReviewResult::unclassified("no verdict")))
+}
+
+/// The error a Catch in the state machine hands on (`ResultPath: $.review_error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishInput {
+    pub report_id: ReportId,
+    /// The execution name: stable across retries of this publication.
+    pub publication_id: String,
+    #[serde(default)]
+    pub result: Option<ReviewResult>,
+    /// Set when the review step itself failed (timed out, crashed).
+    #[serde(default)]
+    pub review_error: Option<StateError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishOutput {
+    pub publications: u32,
+    pub severity: Severity,
+}
+
+pub struct PublisherDeps<'a> {
+    pub store: &'a dyn Store,
+    pub emitter: &'a dyn Emitter,
+    pub clock: &'a dyn Clock,
+}
+
+/// State-machine task: records the publication and publishes the report to the report
+/// topic. A failed review step still publishes, as `unclassified`, with the error.
+pub async fn emitter_publisher(
+    deps: &PublisherDeps<'_>,
+    input: PublishInput,
+) -> Result<PublishOutput, PipelineError> {
+    let result = match (input.result, input.review_error) {
+        (Some(r), _) => r,
+        (None, Some(e)) => ReviewResult::unclassified(format!(
+            "review step failed: {}{}{}",
+            e.error,
+            if e.cause.is_empty() { "" } else { ": " },
+            e.cause
+        )),
+        (None, None) => ReviewResult::unclassified("the review step gave no verdict"),
+    };
+    let published = services::publish_reviewed(
+        deps.store,
+        deps.emitter,
+        deps.clock,
+        input.report_id,
+        result,
+        &input.publication_id,
+    )
+    .await?;
+    Ok(PublishOutput {
+        publications: published.publications,
+        severity: published
+            .result
+            .map(|r| r.severity)
+            .unwrap_or(Severity::Unclassified),
+    })
+}

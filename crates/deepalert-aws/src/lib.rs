@@ -1,0 +1,34 @@
+//! deepalert on AWS: adapters for the core ports (DynamoDB store, SNS task bus and report
+//! emitter, Step Functions workflow, Lambda reviewer), the five Lambda handlers, and what
+//! the `lambda-*` binaries share (configuration from the environment, JSON logs).
+
+pub mod env;
+pub mod handlers;
+pub mod reviewer;
+pub mod sns;
+pub mod store;
+pub mod workflow;
+
+pub use reviewer::LambdaReviewer;
+pub use sns::{SnsEmitter, SnsTaskBus};
+pub use store::DynamoStore;
+pub use workflow::{Delays, ExecutionInput, SfnWorkflow};
+
+/// JSON logs for CloudWatch, one object per line. `filter` is `RUST_LOG` syntax.
+pub fn init_logging(filter: Option<String>) {
+    let filter = filter
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time() // CloudWatch stamps each line
+        .init();
+}
+
+/// The shared SDK configuration, loaded once per cold start.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

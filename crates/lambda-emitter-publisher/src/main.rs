@@ -1,0 +1,38 @@
+//! emitter-publisher: state-machine task. Records the publication and publishes the
+//! report to the report topic with `status`, `severity`, `detector` and `rule_id` message
+//! attributes, for emitters' filter policies.
+
+use deepalert_aws::handlers::{PublishInput, PublisherDeps, emitter_publisher};
+use deepalert_aws::{DynamoStore, SnsEmitter, env};
+use deepalert_core::ports::SystemClock;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    deepalert_aws::init_logging(env::optional("RUST_LOG"));
+    let table = env::var("TABLE_NAME")?;
+    let report_topic = env::var("REPORT_TOPIC_ARN")?;
+    let retention_days = env::number("RETENTION_DAYS", 30)?;
+
+    let sdk = deepalert_aws::sdk_config().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        chrono::Duration::days(retention_days as i64),
+    );
+    let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic);
+    let deps = PublisherDeps {
+        store: &store,
+        emitter: &emitter,
+        clock: &SystemClock,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<PublishInput>| async move {
+            emitter_publisher(deps, event.payload)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,48 @@
+//! receptor: alert queue (SQS, fed by the alert topic) → aggregated, stored alert and a
+//! started state-machine execution. Partial batch failures: one bad alert fails alone.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use deepalert_aws::handlers::{ReceptorDeps, receptor};
+use deepalert_aws::{DynamoStore, SfnWorkflow, env};
+use deepalert_core::ports::SystemClock;
+use deepalert_core::services::PipelineSettings;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    deepalert_aws::init_logging(env::optional("RUST_LOG"));
+    let table = env::var("TABLE_NAME")?;
+    let state_machine = env::var("STATE_MACHINE_ARN")?;
+    let inspection_delay = env::seconds("INSPECTION_DELAY_SECONDS", 300)?;
+    let review_delay = env::seconds("REVIEW_DELAY_SECONDS", 600)?;
+    let window = env::seconds("AGGREGATION_WINDOW_SECONDS", 3 * 3600)?;
+    let retention_days = env::number("RETENTION_DAYS", 30)?;
+
+    let sdk = deepalert_aws::sdk_config().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        chrono::Duration::days(retention_days as i64),
+    );
+    let workflow = SfnWorkflow::new(
+        aws_sdk_sfn::Client::new(&sdk),
+        state_machine,
+        inspection_delay,
+        review_delay,
+    );
+    let settings = PipelineSettings {
+        aggregation_window: chrono::Duration::from_std(window)?,
+        ..PipelineSettings::default()
+    };
+    let deps = ReceptorDeps {
+        store: &store,
+        workflow: &workflow,
+        clock: &SystemClock,
+        settings: &settings,
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(receptor(deps, event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,50 @@
+//! review-invoker: state-machine task. Compiles the report and gets a verdict from the
+//! reviewer Lambda (REVIEWER_LAMBDA_ARN), or `unclassified` when none is configured or it
+//! fails.
+
+use std::sync::Arc;
+
+use deepalert_aws::handlers::{ReviewInput, review_invoker};
+use deepalert_aws::{DynamoStore, LambdaReviewer, env};
+use deepalert_core::ports::{PortResult, Reviewer};
+use deepalert_core::{Report, ReviewResult};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+struct NoReviewer;
+
+#[async_trait::async_trait]
+impl Reviewer for NoReviewer {
+    async fn review(&self, _: &Report) -> PortResult<Option<ReviewResult>> {
+        Ok(Some(ReviewResult::unclassified(
+            "no reviewer is configured; set ReviewerLambdaArn in stack.jsonnet",
+        )))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    deepalert_aws::init_logging(env::optional("RUST_LOG"));
+    let table = env::var("TABLE_NAME")?;
+    let reviewer_arn = env::optional("REVIEWER_LAMBDA_ARN");
+
+    let sdk = deepalert_aws::sdk_config().await;
+    // Reads only: items it writes never exist, so retention does not matter here.
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        chrono::Duration::days(30),
+    );
+    let reviewer: Arc<dyn Reviewer> = match reviewer_arn {
+        Some(arn) => Arc::new(LambdaReviewer::new(aws_sdk_lambda::Client::new(&sdk), arn)),
+        None => Arc::new(NoReviewer),
+    };
+    let (store, reviewer) = (&store, reviewer.as_ref());
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ReviewInput>| async move {
+            review_invoker(store, reviewer, event.payload)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}
