@@ -179,7 +179,9 @@ pub struct StateError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishInput {
     pub report_id: ReportId,
-    /// The execution name: stable across retries of this publication.
+    /// The execution name: stable across retries of this publication. The state
+    /// machine passes its whole state, where the run's `name` is that name.
+    #[serde(alias = "name")]
     pub publication_id: String,
     #[serde(default)]
     pub result: Option<ReviewResult>,

@@ -1,0 +1,294 @@
+//! The whole stack on moto: the state machine from `template.yaml` really executes, its
+//! Lambda tasks reach the real handlers, an inspector answers through the task topic and
+//! the inspection queue, and an emitter's queue receives the published report.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Stack, StackOptions};
+use deepalert_core::{ReportStatus, Severity};
+use deepalert_testkit::{example, read_json};
+use serde_json::json;
+
+async fn wait_for<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_flows_through_the_state_machine_to_the_report_topic() {
+    let stack = Stack::start(StackOptions {
+        reviewer_function: "reviewer",
+        inspection_delay: 1,
+        review_delay: 2,
+        pollers: true,
+    })
+    .await;
+
+    stack
+        .publish_alert(&read_json(&example("alerts/guardduty-ssh-bruteforce.json")))
+        .await;
+    let mut published = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while published.is_empty() && Instant::now() < deadline {
+        published = stack.published(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        published.len(),
+        1,
+        "one publication; moto log:\n{}",
+        stack.aws.moto.log()
+    );
+    let (report, attributes) = &published[0];
+
+    assert_eq!(report.status, ReportStatus::Published);
+    assert_eq!(report.publications, 1);
+    // The inspector's findings, including about the attribute it returned.
+    let section = |v: &str| report.sections.iter().find(|s| s.attribute.value == v);
+    let remote = section("198.51.100.23").expect("section for the remote address");
+    assert_eq!(remote.hosts[0].author, "example-inspector");
+    assert_eq!(
+        remote.hosts[0].content.activities[0].service_name,
+        "threat-list"
+    );
+    assert_eq!(
+        section("10.0.1.23").unwrap().hosts[0].content.hostname,
+        vec!["web-1"]
+    );
+    assert_eq!(
+        section("alice")
+            .expect("new attribute inspected")
+            .users
+            .len(),
+        1
+    );
+    // The reviewer Lambda's verdict.
+    let result = report.result.clone().unwrap();
+    assert_eq!(result.severity, Severity::Urgent, "{result:?}");
+    assert!(result.reason.contains("web-1"));
+    // Message attributes for emitters' filter policies.
+    assert_eq!(attributes["severity"]["Value"], "urgent");
+    assert_eq!(attributes["status"]["Value"], "published");
+    assert_eq!(attributes["detector"]["Value"], "aws-guardduty");
+    assert_eq!(
+        attributes["rule_id"]["Value"],
+        "UnauthorizedAccess:EC2/SSHBruteForce"
+    );
+
+    // A late alert (same AlertID) joins the published report: dispatched, reviewed and
+    // published again by its own execution.
+    let mut late = read_json(&example("alerts/guardduty-ssh-bruteforce-more.json"));
+    late["description"] = json!("late");
+    stack.publish_alert(&late).await;
+    let mut again = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while again.is_empty() && Instant::now() < deadline {
+        again = stack.published(Duration::from_secs(2)).await;
+    }
+    assert_eq!(again.len(), 1, "moto log:\n{}", stack.aws.moto.log());
+    let (second, _) = &again[0];
+    assert_eq!(second.id, report.id);
+    assert_eq!(second.publications, 2);
+    assert_eq!(second.alerts.len(), 2);
+    assert!(
+        second
+            .sections
+            .iter()
+            .any(|s| s.attribute.value == "198.51.100.99")
+    );
+
+    // One execution per alert; both succeeded.
+    let executions = stack
+        .aws
+        .sfn
+        .list_executions()
+        .state_machine_arn(&stack.state_machine)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(executions.len(), 2);
+    assert!(
+        executions.iter().all(|e| e.status.as_str() == "SUCCEEDED"),
+        "{executions:?}"
+    );
+
+    // An alert that is not an alert goes to the DLQ, not into a report.
+    stack.publish_alert(&json!({"detector": "x"})).await;
+    let dead = stack
+        .aws
+        .drain(&stack.alert_dlq.0, Duration::from_secs(30))
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some(r#"{"detector":"x"}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_delivery_stores_once_and_runs_once() {
+    let stack = Stack::start(StackOptions {
+        reviewer_function: "reviewer",
+        inspection_delay: 1,
+        review_delay: 1,
+        pollers: false,
+    })
+    .await;
+    let alert = read_json(&example("alerts/guardduty-ssh-bruteforce.json")).to_string();
+    let message = aws_sdk_sqs::types::Message::builder()
+        .message_id("m-1")
+        .receipt_handle("r-1")
+        .body(&alert)
+        .build();
+    let deps = stack.deps();
+    let receptor = deepalert_aws::handlers::ReceptorDeps {
+        store: &deps.store,
+        workflow: &deps.workflow,
+        clock: &deepalert_core::ports::SystemClock,
+        settings: &deps.settings,
+    };
+    // The same SQS message, handled twice (at-least-once delivery).
+    for _ in 0..2 {
+        let event = common::sqs_event(&stack.alert_queue.1, std::slice::from_ref(&message));
+        let response = deepalert_aws::handlers::receptor(&receptor, event).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let alerts = stack
+        .aws
+        .ddb
+        .scan()
+        .table_name(&stack.table)
+        .filter_expression("begins_with(sk, :a)")
+        .expression_attribute_values(
+            ":a",
+            aws_sdk_dynamodb::types::AttributeValue::S("alert#".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(alerts.len(), 1, "one stored alert");
+
+    let sfn = stack.aws.sfn.clone();
+    let arn = stack.state_machine.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let executions = loop {
+        let ex = sfn
+            .list_executions()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .executions;
+        if !ex.is_empty() && ex.iter().all(|e| e.status.as_str() != "RUNNING") {
+            break ex;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution did not finish:\n{}\n{}",
+            stack.executions_report().await,
+            stack.aws.moto.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(executions.len(), 1, "one execution");
+    // One set of tasks: each attribute once on the inspector's queue.
+    let tasks = stack
+        .aws
+        .drain(&stack.inspector_queue.0, Duration::from_secs(5))
+        .await;
+    let mut values: Vec<String> = tasks
+        .iter()
+        .map(|m| {
+            let env: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let task: serde_json::Value =
+                serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                env["MessageAttributes"]["attribute_type"]["Value"],
+                "ipaddr"
+            );
+            task["attribute"]["value"].as_str().unwrap().to_string()
+        })
+        .collect();
+    values.sort();
+    assert_eq!(values, vec!["10.0.1.23", "198.51.100.23"]);
+
+    // A malformed message among valid ones: only it is reported failed.
+    let valid = |id: &str, key: &str| {
+        let mut a = read_json(&example("alerts/console-login.json"));
+        a["alert_key"] = json!(key);
+        aws_sdk_sqs::types::Message::builder()
+            .message_id(id)
+            .receipt_handle(id)
+            .body(a.to_string())
+            .build()
+    };
+    let batch = vec![
+        valid("ok-1", "bob"),
+        aws_sdk_sqs::types::Message::builder()
+            .message_id("bad")
+            .receipt_handle("bad")
+            .body("{\"detector\":")
+            .build(),
+        valid("ok-2", "carol"),
+    ];
+    let response = deepalert_aws::handlers::receptor(
+        &receptor,
+        common::sqs_event(&stack.alert_queue.1, &batch),
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["bad"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_reviewer_still_publishes_unclassified() {
+    let stack = Stack::start(StackOptions {
+        reviewer_function: "failing-reviewer",
+        inspection_delay: 1,
+        review_delay: 1,
+        pollers: true,
+    })
+    .await;
+    stack
+        .publish_alert(&read_json(&example("alerts/console-login.json")))
+        .await;
+    let mut published = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while published.is_empty() && Instant::now() < deadline {
+        published = stack.published(Duration::from_secs(2)).await;
+    }
+    assert_eq!(published.len(), 1, "moto log:\n{}", stack.aws.moto.log());
+    let (report, attributes) = &published[0];
+    let result = report.result.clone().unwrap();
+    assert_eq!(result.severity, Severity::Unclassified);
+    assert!(result.reason.contains("reviewer"), "{}", result.reason);
+    assert!(
+        result.reason.contains("policy bundle failed to load"),
+        "{}",
+        result.reason
+    );
+    assert_eq!(attributes["severity"]["Value"], "unclassified");
+    assert!(
+        stack
+            .host
+            .invocations
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "failing-reviewer")
+    );
+}

@@ -1,0 +1,113 @@
+//! moto (the AWS emulator) from the project's `.venv`, on a free port, with Lambda
+//! invocations forwarded to an HTTP endpoint (see `tests/moto/launcher.py`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{free_port, repo_root};
+
+/// The project's Python tools; `make venv` (run by `make test`) creates them.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` (it installs moto and cfn-lint from tools/test-requirements.txt into .venv; `make test` does it first)",
+        path.display()
+    );
+    path
+}
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts moto; `lambda_forward` is the base URL of a Lambda Invoke API endpoint.
+    pub async fn start(lambda_forward: Option<&str>) -> Moto {
+        let python = venv_tool("python");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let mut cmd = Command::new(python);
+        cmd.arg(repo_root().join("tests/moto/launcher.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::from(std::fs::File::create(&log).expect("moto log")))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("moto.err")).expect("moto log"),
+            ));
+        if let Some(url) = lambda_forward {
+            cmd.env("DEEPALERT_LAMBDA_FORWARD", url);
+        }
+        let child = cmd.spawn().expect("cannot start moto from .venv");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if client
+                .get(format!("{}/moto-api/data.json", moto.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start within 30 s:\n{}",
+                moto.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        moto
+    }
+
+    /// Makes moto really execute state machines (Wait, Choice, Task, Catch…).
+    pub async fn execute_state_machines(&self) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/moto-api/config", self.endpoint))
+            .json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}}))
+            .send()
+            .await
+            .expect("moto config");
+        assert!(resp.status().is_success(), "moto config: {}", resp.status());
+    }
+
+    pub fn log(&self) -> String {
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        let err = self.log.with_file_name("moto.err");
+        format!("{}{}", read(self.log.clone()), read(err))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a `.venv` tool to completion: (success, stdout + stderr).
+pub fn run_venv_tool(name: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(venv_tool(name))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
