@@ -1,0 +1,189 @@
+//! `template.yaml` is consistent with the code: cfn-lint clean, each function's
+//! environment is exactly what its `main.rs` reads, and the state machine only runs
+//! functions of the template and only goes to states it has.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use common::{getatt_target, template};
+use deepalert_testkit::moto::run_venv_tool;
+use deepalert_testkit::repo_root;
+use serde_yaml::Value;
+
+#[test]
+fn cfn_lint_is_clean() {
+    let (ok, output) = run_venv_tool("cfn-lint", &["template.yaml"]);
+    assert!(ok, "cfn-lint template.yaml:\n{output}");
+}
+
+/// Function logical id → binary name (from `CodeUri: target/lambda/<name>/bootstrap.zip`).
+fn functions(t: &Value) -> HashMap<String, String> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, r)| {
+            let uri = r["Properties"]["CodeUri"].as_str().expect("CodeUri");
+            let bin = uri
+                .strip_prefix("target/lambda/")
+                .and_then(|u| u.strip_suffix("/bootstrap.zip"))
+                .unwrap_or_else(|| panic!("unexpected CodeUri {uri}"));
+            (id.as_str().unwrap().to_string(), bin.to_string())
+        })
+        .collect()
+}
+
+/// Names passed to `env::var`, `env::optional`, `env::number`, `env::seconds`.
+fn env_reads(source: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for helper in [
+        "env::var(\"",
+        "env::optional(\"",
+        "env::number(\"",
+        "env::seconds(\"",
+    ] {
+        for (i, _) in source.match_indices(helper) {
+            let rest = &source[i + helper.len()..];
+            out.insert(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    assert!(
+        !source.contains("std::env::var"),
+        "read the environment through deepalert_aws::env so this test sees it"
+    );
+    out
+}
+
+#[test]
+fn function_environments_are_exactly_what_the_code_reads() {
+    let t = template();
+    let fns = functions(&t);
+    assert_eq!(
+        fns.values().cloned().collect::<BTreeSet<_>>(),
+        [
+            "dispatcher",
+            "emitter-publisher",
+            "inspector-gateway",
+            "receptor",
+            "review-invoker"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    for (logical, bin) in &fns {
+        let main = repo_root().join(format!("crates/lambda-{bin}/src/main.rs"));
+        let source =
+            std::fs::read_to_string(&main).unwrap_or_else(|e| panic!("{}: {e}", main.display()));
+        let reads = env_reads(&source);
+        let set: BTreeSet<String> =
+            t["Resources"][logical.as_str()]["Properties"]["Environment"]["Variables"]
+                .as_mapping()
+                .map(|m| m.keys().map(|k| k.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+        assert_eq!(
+            set,
+            reads,
+            "{logical} ({}): template sets ≠ code reads",
+            main.display()
+        );
+    }
+}
+
+#[test]
+fn state_machine_runs_only_template_functions_and_is_well_formed() {
+    let t = template();
+    let fns = functions(&t);
+    let props = &t["Resources"]["Workflow"]["Properties"];
+    assert_eq!(
+        t["Resources"]["Workflow"]["Type"],
+        "AWS::StepFunctions::StateMachine"
+    );
+    let subs: HashMap<String, String> = props["DefinitionSubstitutions"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_string(),
+                getatt_target(v).expect("!GetAtt X.Arn"),
+            )
+        })
+        .collect();
+    let states = props["Definition"]["States"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = states.keys().map(|k| k.as_str().unwrap()).collect();
+    let mut invoked = BTreeSet::new();
+    let mut targets: Vec<&str> = vec![props["Definition"]["StartAt"].as_str().unwrap()];
+    for (name, state) in states {
+        let name = name.as_str().unwrap();
+        if state["Type"] == "Task" {
+            assert_eq!(
+                state["Resource"], "arn:aws:states:::lambda:invoke",
+                "{name}"
+            );
+            let f = state["Parameters"]["FunctionName"].as_str().unwrap();
+            let key = f
+                .strip_prefix("${")
+                .and_then(|f| f.strip_suffix('}'))
+                .expect("${Substitution}");
+            let logical = &subs[key];
+            assert!(
+                fns.contains_key(logical),
+                "{name} runs {logical}, not a function of the template"
+            );
+            invoked.insert(fns[logical].clone());
+        }
+        for key in ["Next", "Default"] {
+            if let Some(n) = state[key].as_str() {
+                targets.push(n);
+            }
+        }
+        for list in ["Choices", "Catch"] {
+            for item in state[list].as_sequence().into_iter().flatten() {
+                targets.push(item["Next"].as_str().unwrap());
+            }
+        }
+    }
+    for target in &targets {
+        assert!(
+            names.contains(target),
+            "transition to missing state {target}"
+        );
+    }
+    let reached: BTreeSet<&str> = targets.into_iter().collect();
+    assert_eq!(reached, names, "every state is reachable");
+    assert_eq!(
+        invoked,
+        ["dispatcher", "emitter-publisher", "review-invoker"]
+            .map(String::from)
+            .into()
+    );
+}
+
+#[test]
+fn outputs_export_what_users_import() {
+    let t = template();
+    for output in [
+        "AlertTopicArn",
+        "TaskTopicArn",
+        "ReportTopicArn",
+        "InspectionQueueUrl",
+    ] {
+        assert!(
+            t["Outputs"][output]["Export"]["Name"].is_tagged()
+                || t["Outputs"][output]["Export"]["Name"].is_string(),
+            "Outputs.{output} must be exported"
+        );
+    }
+}
+
+trait Tagged {
+    fn is_tagged(&self) -> bool;
+}
+
+impl Tagged for Value {
+    fn is_tagged(&self) -> bool {
+        matches!(self, Value::Tagged(_))
+    }
+}
