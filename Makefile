@@ -2,8 +2,11 @@
 
 CARGO ?= cargo
 ARGS ?=
+VENV := .venv
+PYTHON ?= python3
+LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher
 
-.PHONY: help serve example test lint fmt bench clean
+.PHONY: help serve example test lint fmt bench venv build deploy clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,8 +17,7 @@ serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deep
 example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.toml)
 	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
-test: ## Run every test (unit, pipeline, end to end against the real binary)
-	@command -v python3 >/dev/null || { echo "python3 is needed by the example plug-ins the end-to-end tests run: install Python 3" >&2; exit 1; }
+test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks)
 	$(CARGO) test --workspace --locked
 
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -27,6 +29,26 @@ fmt: ## Format the code
 
 bench: ## Benchmark the embedded engine (prints alerts/s, overhead p50/p99, raw SQLite rate)
 	$(CARGO) bench --locked -p deepalert-local --bench pipeline
+
+# The project's Python tools live in .venv, one stamp per requirements file.
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3 is needed (tests run moto, cfn-lint and the example plug-ins): install python3" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+
+$(VENV)/.%-tools: tools/%-requirements.txt $(VENV)/bin/python
+	$(VENV)/bin/pip install -q -r $<
+	@touch $@
+
+venv: $(VENV)/.test-tools ## Install the test tools (moto, cfn-lint, jsonnet) into .venv
+
+build: $(VENV)/.build-tools ## Build one arm64 Lambda zip per function into target/lambda/<name>/bootstrap.zip
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --locked --profile lambda --arm64 --output-format zip $(addprefix --bin ,$(LAMBDAS))
+	@for f in $(LAMBDAS); do printf '%-20s %s bytes\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap.zip)"; done
+
+deploy: build $(VENV)/.test-tools $(VENV)/.deploy-tools ## Deploy to AWS as configured in deploy.jsonnet and stack.jsonnet
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py
 
 clean: ## Remove build outputs
 	$(CARGO) clean

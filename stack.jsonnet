@@ -1,0 +1,20 @@
+// Parameters of template.yaml for `make deploy`. Fields are documented in README.md
+// ("Deploying to AWS"); leave one out to keep the template's default.
+{
+  // Seconds after an alert before its attributes are inspected (lets a burst aggregate).
+  InspectionDelay: 300,
+  // Seconds after dispatching before the report is reviewed (lets inspectors answer).
+  ReviewDelay: 600,
+  // Seconds a report accepts alerts with its AlertID, from its first alert.
+  AggregationWindow: 3 * 3600,
+  // Hops of inspector-found attributes that are inspected in turn.
+  MaxAttributeDepth: 3,
+  // Attributes inspected per report at most.
+  MaxAttributesPerReport: 256,
+  // Days before stored items expire (DynamoDB TTL).
+  RetentionDays: 30,
+  // ARN of your reviewer Lambda; empty: every report is published as unclassified.
+  ReviewerLambdaArn: '',
+  // Log filter of the functions (RUST_LOG syntax), e.g. 'info' or 'debug'.
+  LogLevel: 'info',
+}
