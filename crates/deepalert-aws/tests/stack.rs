@@ -11,24 +11,11 @@ use deepalert_core::{ReportStatus, Severity};
 use deepalert_testkit::{example, read_json};
 use serde_json::json;
 
-async fn wait_for<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     let stack = Stack::start(StackOptions {
         reviewer_function: "reviewer",
+        review_function: "review-invoker",
         inspection_delay: 1,
         review_delay: 2,
         pollers: true,
@@ -38,11 +25,7 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     stack
         .publish_alert(&read_json(&example("alerts/guardduty-ssh-bruteforce.json")))
         .await;
-    let mut published = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while published.is_empty() && Instant::now() < deadline {
-        published = stack.published(Duration::from_secs(2)).await;
-    }
+    let published = stack.wait_published(60).await;
     assert_eq!(
         published.len(),
         1,
@@ -90,11 +73,7 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     let mut late = read_json(&example("alerts/guardduty-ssh-bruteforce-more.json"));
     late["description"] = json!("late");
     stack.publish_alert(&late).await;
-    let mut again = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while again.is_empty() && Instant::now() < deadline {
-        again = stack.published(Duration::from_secs(2)).await;
-    }
+    let again = stack.wait_published(60).await;
     assert_eq!(again.len(), 1, "moto log:\n{}", stack.aws.moto.log());
     let (second, _) = &again[0];
     assert_eq!(second.id, report.id);
@@ -137,6 +116,7 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
 async fn duplicate_delivery_stores_once_and_runs_once() {
     let stack = Stack::start(StackOptions {
         reviewer_function: "reviewer",
+        review_function: "review-invoker",
         inspection_delay: 1,
         review_delay: 1,
         pollers: false,
@@ -258,6 +238,7 @@ async fn duplicate_delivery_stores_once_and_runs_once() {
 async fn failing_reviewer_still_publishes_unclassified() {
     let stack = Stack::start(StackOptions {
         reviewer_function: "failing-reviewer",
+        review_function: "review-invoker",
         inspection_delay: 1,
         review_delay: 1,
         pollers: true,
@@ -266,11 +247,7 @@ async fn failing_reviewer_still_publishes_unclassified() {
     stack
         .publish_alert(&read_json(&example("alerts/console-login.json")))
         .await;
-    let mut published = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while published.is_empty() && Instant::now() < deadline {
-        published = stack.published(Duration::from_secs(2)).await;
-    }
+    let published = stack.wait_published(60).await;
     assert_eq!(published.len(), 1, "moto log:\n{}", stack.aws.moto.log());
     let (report, attributes) = &published[0];
     let result = report.result.clone().unwrap();
@@ -290,5 +267,38 @@ async fn failing_reviewer_still_publishes_unclassified() {
             .unwrap()
             .iter()
             .any(|n| n == "failing-reviewer")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_review_step_is_caught_and_still_published() {
+    // The Review task's function itself fails (not just the reviewer it calls): the
+    // state machine's Catch hands the error to Publish.
+    let stack = Stack::start(StackOptions {
+        reviewer_function: "reviewer",
+        review_function: "failing-reviewer",
+        inspection_delay: 1,
+        review_delay: 1,
+        pollers: true,
+    })
+    .await;
+    stack
+        .publish_alert(&read_json(&example("alerts/console-login.json")))
+        .await;
+    let published = stack.wait_published(60).await;
+    assert_eq!(published.len(), 1, "{}", stack.executions_report().await);
+    let result = published[0].0.result.clone().unwrap();
+    assert_eq!(result.severity, Severity::Unclassified);
+    assert!(
+        result
+            .reason
+            .starts_with("review step failed: HandlerError"),
+        "{}",
+        result.reason
+    );
+    assert!(
+        result.reason.contains("policy bundle failed to load"),
+        "{}",
+        result.reason
     );
 }

@@ -192,7 +192,11 @@ fn deploy_dry_run(deploy: &str, stack: Option<&str>) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let deploy_path = dir.path().join("deploy.jsonnet");
     std::fs::write(&deploy_path, deploy).unwrap();
-    let mut args = vec!["tools/deploy.py".to_string(), "--dry-run".into(), "--deploy".into()];
+    let mut args = vec![
+        "tools/deploy.py".to_string(),
+        "--dry-run".into(),
+        "--deploy".into(),
+    ];
     args.push(deploy_path.display().to_string());
     if let Some(stack) = stack {
         let stack_path = dir.path().join("stack.jsonnet");
@@ -210,8 +214,14 @@ const DEPLOY: &str = "{ StackName: 'da-test', Region: 'eu-west-1', CodeS3Bucket:
 fn deploy_renders_the_jsonnet_files_into_parameters() {
     let (ok, out) = deploy_dry_run(DEPLOY, None);
     assert!(ok, "{out}");
-    assert!(out.contains("--stack-name da-test") && out.contains("--region eu-west-1"), "{out}");
-    assert!(out.contains("--s3-bucket code-bucket --s3-prefix fn"), "{out}");
+    assert!(
+        out.contains("--stack-name da-test") && out.contains("--region eu-west-1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--s3-bucket code-bucket --s3-prefix fn"),
+        "{out}"
+    );
     // Every parameter in the shipped stack.jsonnet exists in the template and is passed.
     let t = template();
     let params: BTreeSet<String> = t["Parameters"]
@@ -220,15 +230,28 @@ fn deploy_renders_the_jsonnet_files_into_parameters() {
         .keys()
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
-    let overrides = out.split("--parameter-overrides").nth(1).expect("overrides");
-    let passed: BTreeSet<String> =
-        overrides.split_whitespace().map(|kv| kv.split('=').next().unwrap().to_string()).collect();
-    assert_eq!(passed, params, "stack.jsonnet documents every template parameter");
-    assert!(overrides.contains("InspectionDelay=300") && overrides.contains("AggregationWindow=10800"));
+    let overrides = out
+        .split("--parameter-overrides")
+        .nth(1)
+        .expect("overrides");
+    let passed: BTreeSet<String> = overrides
+        .split_whitespace()
+        .map(|kv| kv.split('=').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        passed, params,
+        "stack.jsonnet documents every template parameter"
+    );
+    assert!(
+        overrides.contains("InspectionDelay=300") && overrides.contains("AggregationWindow=10800")
+    );
 
     let (ok, out) = deploy_dry_run(DEPLOY, Some("{ InspectionDelay: 5, ReviewDely: 10 }"));
     assert!(!ok);
-    assert!(out.contains("ReviewDely is not a parameter of template.yaml"), "{out}");
+    assert!(
+        out.contains("ReviewDely is not a parameter of template.yaml"),
+        "{out}"
+    );
     let (ok, out) = deploy_dry_run(DEPLOY, Some("{ InspectionDelay: 'soon' }"));
     assert!(!ok);
     assert!(out.contains("InspectionDelay must be a number"), "{out}");

@@ -572,6 +572,8 @@ impl Drop for Stack {
 
 pub struct StackOptions {
     pub reviewer_function: &'static str,
+    /// What the state machine's Review task invokes (normally "review-invoker").
+    pub review_function: &'static str,
     pub inspection_delay: u64,
     pub review_delay: u64,
     /// Run the pollers (receptor, gateway, example inspector).
@@ -630,7 +632,7 @@ impl Stack {
         let mut arns = HashMap::new();
         for (logical, name) in [
             ("DispatcherFunction", "dispatcher"),
-            ("ReviewInvokerFunction", "review-invoker"),
+            ("ReviewInvokerFunction", opts.review_function),
             ("EmitterPublisherFunction", "emitter-publisher"),
         ] {
             arns.insert(logical.to_string(), aws.create_function(name, &role).await);
@@ -641,7 +643,7 @@ impl Stack {
             .create_state_machine()
             .name("deepalert")
             .definition(state_machine_definition(&arns))
-            .role_arn(format!("arn:aws:iam::123456789012:role/deepalert-workflow"))
+            .role_arn("arn:aws:iam::123456789012:role/deepalert-workflow")
             .send()
             .await
             .expect("create state machine")
@@ -776,6 +778,17 @@ impl Stack {
                 (report, envelope["MessageAttributes"].clone())
             })
             .collect()
+    }
+
+    /// Waits up to `secs` for publications to arrive on the emitter queue.
+    pub async fn wait_published(&self, secs: u64) -> Vec<(Report, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.published(Duration::from_secs(2)).await;
+            if !got.is_empty() || Instant::now() > deadline {
+                return got;
+            }
+        }
     }
 
     pub async fn publish_alert(&self, alert: &Value) {
