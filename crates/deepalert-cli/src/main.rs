@@ -2,6 +2,7 @@
 //! read its reports (`reports`).
 
 mod client;
+mod policy;
 mod serve;
 
 use std::path::PathBuf;
@@ -34,6 +35,11 @@ enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// Test or try a directory of Rego reviewer policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// List or show reports of a running server.
     Reports {
         #[command(subcommand)]
@@ -41,6 +47,14 @@ enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run the policies' test_* rules and the fixtures in DIR/tests/*.json; exit 1 if any fails.
+    Test { dir: PathBuf },
+    /// Print the verdict for a report (a report JSON file, or a fixture with "report").
+    Eval { dir: PathBuf, report: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -89,6 +103,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Send { files, server } => client::send(&server, &files).await,
+            Command::Policy { command } => match command {
+                PolicyCommand::Test { dir } => policy::test(&dir),
+                PolicyCommand::Eval { dir, report } => policy::eval(&dir, &report),
+            },
             Command::Reports { command, server } => match command {
                 ReportsCommand::List {
                     status,

@@ -27,6 +27,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
+    // Plug-ins first: a broken policy or config stops start-up before anything opens.
+    let plugins = config.plugins().map_err(|e| e.to_string())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -56,7 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
 
     let engine = Engine::new(
         store,
-        config.plugins(),
+        plugins,
         config.pipeline_settings(),
         config.runtime_settings(),
         Arc::new(SystemClock),

@@ -11,6 +11,8 @@ use deepalert_core::AttrType;
 use deepalert_core::services::PipelineSettings;
 use serde::Deserialize;
 
+use deepalert_plugins::PolicyReviewer;
+
 use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
 use crate::plugins::{EmitterEntry, InspectorEntry, NoReviewer, Plugins};
 use crate::runtime::RuntimeSettings;
@@ -103,7 +105,12 @@ pub struct PluginConfig {
     #[serde(default)]
     pub name: Option<String>,
     /// Program and arguments, run directly (no shell).
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Reviewer only, instead of `command`: a directory of Rego policies (relative to
+    /// the configuration file).
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default)]
@@ -209,8 +216,28 @@ impl Config {
                     .map(|(i, p)| (format!("emitter[{i}]"), p)),
             );
         for (field, p) in all {
-            if p.command.first().is_none_or(|c| c.is_empty()) {
-                return Err(invalid(format!("{field}.command"), "must name a program"));
+            let is_reviewer = field == "reviewer";
+            if p.policies.is_some() && !is_reviewer {
+                return Err(invalid(
+                    format!("{field}.policies"),
+                    "only a reviewer can be a policy directory",
+                ));
+            }
+            let has_command = p.command.first().is_some_and(|c| !c.is_empty());
+            match (has_command, is_reviewer && p.policies.is_some()) {
+                (true, true) => {
+                    return Err(invalid(field, "set command or policies, not both"));
+                }
+                (false, false) if is_reviewer => {
+                    return Err(invalid(
+                        field,
+                        "needs command (a program) or policies (a directory of .rego files)",
+                    ));
+                }
+                (false, false) => {
+                    return Err(invalid(format!("{field}.command"), "must name a program"));
+                }
+                _ => {}
             }
             if p.timeout.is_zero() {
                 return Err(invalid(
@@ -267,7 +294,8 @@ impl Config {
 
     /// Exec plug-ins run in the configuration file's directory; a relative program path
     /// with a `/` (like `./inspector.py`) is resolved there too, a bare name via `PATH`.
-    pub fn plugins(&self) -> Plugins {
+    /// Policies are loaded (and checked) here, so a broken one stops start-up.
+    pub fn plugins(&self) -> Result<Plugins, ConfigError> {
         let exec = |p: &PluginConfig| {
             let program = PathBuf::from(&p.command[0]);
             let program = if program.is_relative() && p.command[0].contains('/') {
@@ -283,7 +311,7 @@ impl Config {
                 timeout: p.timeout,
             }
         };
-        Plugins {
+        Ok(Plugins {
             inspectors: self
                 .inspectors
                 .iter()
@@ -297,6 +325,19 @@ impl Config {
                 })
                 .collect(),
             reviewer: match &self.reviewer {
+                Some(PluginConfig {
+                    policies: Some(dir),
+                    ..
+                }) => {
+                    let dir = self.base_dir.join(dir);
+                    let reviewer =
+                        PolicyReviewer::load(&dir).map_err(|e| ConfigError::Invalid {
+                            path: dir.clone(),
+                            field: "reviewer.policies".into(),
+                            message: e.to_string(),
+                        })?;
+                    Arc::new(reviewer)
+                }
                 Some(p) => Arc::new(ExecReviewer(exec(p))),
                 None => Arc::new(NoReviewer),
             },
@@ -309,7 +350,7 @@ impl Config {
                     plugin: Arc::new(ExecEmitter(exec(p))),
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -363,7 +404,7 @@ mod tests {
         assert_eq!(c.pipeline.review_delay, Duration::from_secs(60));
         assert_eq!(c.pipeline_settings().max_attribute_depth, 2);
         assert_eq!(c.inspectors[0].attribute_types.as_ref().unwrap().len(), 2);
-        let p = c.plugins();
+        let p = c.plugins().unwrap();
         assert_eq!(p.inspectors[0].name, "intel");
         assert!(p.inspectors[0].wants(AttrType::Domain));
         assert!(!p.inspectors[0].wants(AttrType::Username));

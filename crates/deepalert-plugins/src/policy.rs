@@ -33,9 +33,15 @@ pub const VERDICT_RULE: &str = "data.deepalert.verdict";
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read policy directory {path}: {source}")]
-    ReadDir { path: PathBuf, source: std::io::Error },
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no .rego file in {0}")]
     Empty(PathBuf),
     /// regorus's message names the file, line and column.
@@ -43,7 +49,9 @@ pub enum PolicyError {
     Syntax(String),
     #[error("policy evaluation failed: {0}")]
     Eval(String),
-    #[error("policy verdict {verdict} is not {{\"severity\": \"safe\"|\"unclassified\"|\"urgent\", \"reason\": string}}: {why}")]
+    #[error(
+        "policy verdict {verdict} is not {{\"severity\": \"safe\"|\"unclassified\"|\"urgent\", \"reason\": string}}: {why}"
+    )]
     BadVerdict { verdict: String, why: String },
 }
 
@@ -111,7 +119,10 @@ impl PolicyReviewer {
     }
 
     /// The verdict for a report. `Ok(None)`: no policy gave one.
-    pub fn evaluate(&self, report: &serde_json::Value) -> Result<Option<ReviewResult>, PolicyError> {
+    pub fn evaluate(
+        &self,
+        report: &serde_json::Value,
+    ) -> Result<Option<ReviewResult>, PolicyError> {
         let mut engine = self.engine.clone();
         engine.set_input(
             regorus::Value::from_json_str(&report.to_string())
@@ -138,10 +149,11 @@ impl PolicyReviewer {
         };
         let mut verdicts = Vec::new();
         for item in items {
-            let v: Verdict = serde_json::from_value(item.clone()).map_err(|e| PolicyError::BadVerdict {
-                verdict: item.to_string(),
-                why: e.to_string(),
-            })?;
+            let v: Verdict =
+                serde_json::from_value(item.clone()).map_err(|e| PolicyError::BadVerdict {
+                    verdict: item.to_string(),
+                    why: e.to_string(),
+                })?;
             verdicts.push(v);
         }
         let Some(worst) = verdicts.iter().map(|v| v.severity).max() else {
@@ -164,12 +176,18 @@ impl PolicyReviewer {
         let mut cases = Vec::new();
         for module in &self.modules {
             for rule in &module.tests {
-                let name = format!("{}: data.{}.{rule}", module.path.display(), module.package.trim_start_matches("data."));
+                let name = format!(
+                    "{}: data.{}.{rule}",
+                    module.path.display(),
+                    module.package.trim_start_matches("data.")
+                );
                 let path = format!("{}.{rule}", qualified(&module.package));
                 let mut engine = self.engine.clone();
                 let outcome = match engine.eval_rule(path) {
                     Ok(regorus::Value::Bool(true)) => Ok(()),
-                    Ok(regorus::Value::Undefined) => Err("undefined (a condition did not hold)".to_string()),
+                    Ok(regorus::Value::Undefined) => {
+                        Err("undefined (a condition did not hold)".to_string())
+                    }
                     Ok(other) => Err(format!("evaluated to {other}, not true")),
                     Err(e) => Err(e.to_string()),
                 };
@@ -207,8 +225,9 @@ impl PolicyReviewer {
             reason_contains: Option<String>,
         }
         let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-        let fixture: Fixture = serde_json::from_str(&text)
-            .map_err(|e| format!("not a fixture ({{\"report\", \"expect\", \"reason_contains\"?}}): {e}"))?;
+        let fixture: Fixture = serde_json::from_str(&text).map_err(|e| {
+            format!("not a fixture ({{\"report\", \"expect\", \"reason_contains\"?}}): {e}")
+        })?;
         let got = self
             .evaluate(&fixture.report)
             .map_err(|e| e.to_string())?

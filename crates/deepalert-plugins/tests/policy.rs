@@ -26,7 +26,10 @@ fn example_policies_give_the_expected_severities() {
     let reviewer = PolicyReviewer::load(&examples()).unwrap();
     for (fixture, expected) in [
         ("ssh-bruteforce-on-our-host.json", Severity::Urgent),
-        ("login-from-threat-listed-address.json", Severity::Unclassified),
+        (
+            "login-from-threat-listed-address.json",
+            Severity::Unclassified,
+        ),
         ("nothing-known.json", Severity::Safe),
     ] {
         let text = std::fs::read_to_string(examples().join("tests").join(fixture)).unwrap();
@@ -44,9 +47,18 @@ fn example_policies_give_the_expected_severities() {
 fn a_wrong_expectation_fails_the_tests() {
     let fixture = std::fs::read_to_string(examples().join("tests/nothing-known.json")).unwrap();
     let dir = policy_dir(&[
-        ("review.rego", &std::fs::read_to_string(examples().join("review.rego")).unwrap()),
-        ("tests/wrong.json", &fixture.replace("\"expect\": \"safe\"", "\"expect\": \"urgent\"")),
-        ("extra_test.rego", "package extra_test\n\nimport data.deepalert\n\ntest_always_urgent if {\n\tsome v in deepalert.verdict with input as {\"sections\": []}\n\tv.severity == \"urgent\"\n}\n"),
+        (
+            "review.rego",
+            &std::fs::read_to_string(examples().join("review.rego")).unwrap(),
+        ),
+        (
+            "tests/wrong.json",
+            &fixture.replace("\"expect\": \"safe\"", "\"expect\": \"urgent\""),
+        ),
+        (
+            "extra_test.rego",
+            "package extra_test\n\nimport data.deepalert\n\ntest_always_urgent if {\n\tsome v in deepalert.verdict with input as {\"sections\": []}\n\tv.severity == \"urgent\"\n}\n",
+        ),
     ]);
     let cases = PolicyReviewer::load(dir.path()).unwrap().test().unwrap();
     let failed: Vec<&str> = cases
@@ -57,8 +69,18 @@ fn a_wrong_expectation_fails_the_tests() {
     assert_eq!(failed.len(), 2, "{cases:?}");
     assert!(failed.iter().any(|n| n.ends_with("wrong.json")));
     assert!(failed.iter().any(|n| n.contains("test_always_urgent")));
-    let wrong = cases.iter().find(|c| c.name.ends_with("wrong.json")).unwrap();
-    assert!(wrong.outcome.as_ref().unwrap_err().contains("expected urgent, got safe"), "{wrong:?}");
+    let wrong = cases
+        .iter()
+        .find(|c| c.name.ends_with("wrong.json"))
+        .unwrap();
+    assert!(
+        wrong
+            .outcome
+            .as_ref()
+            .unwrap_err()
+            .contains("expected urgent, got safe"),
+        "{wrong:?}"
+    );
 }
 
 #[test]
@@ -67,7 +89,10 @@ fn a_syntax_error_is_rejected_with_file_and_line() {
         "broken.rego",
         "package deepalert\n\nverdict contains {\"severity\": \"urgent\"} if {\n\tinput.x ==\n}\n",
     )]);
-    let err = PolicyReviewer::load(dir.path()).err().expect("must not load").to_string();
+    let err = PolicyReviewer::load(dir.path())
+        .err()
+        .expect("must not load")
+        .to_string();
     assert!(err.contains("broken.rego"), "{err}");
     assert!(err.contains(":5:") || err.contains(":4:"), "line in {err}");
 }
@@ -85,26 +110,49 @@ verdict contains {"severity": "unclassified", "reason": "odd hour"} if input.nig
 "#,
     )]);
     let r = PolicyReviewer::load(dir.path()).unwrap();
-    let v = r.evaluate(&json!({"scanner": true, "root": true, "tor": true, "night": true})).unwrap().unwrap();
+    let v = r
+        .evaluate(&json!({"scanner": true, "root": true, "tor": true, "night": true}))
+        .unwrap()
+        .unwrap();
     assert_eq!(v.severity, Severity::Urgent);
-    assert!(v.reason.contains("root login") && v.reason.contains("from Tor"), "{}", v.reason);
+    assert!(
+        v.reason.contains("root login") && v.reason.contains("from Tor"),
+        "{}",
+        v.reason
+    );
     assert!(!v.reason.contains("scanner"));
-    let v = r.evaluate(&json!({"scanner": true, "night": true})).unwrap().unwrap();
-    assert_eq!((v.severity, v.reason.as_str()), (Severity::Unclassified, "odd hour"));
+    let v = r
+        .evaluate(&json!({"scanner": true, "night": true}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (v.severity, v.reason.as_str()),
+        (Severity::Unclassified, "odd hour")
+    );
     assert_eq!(r.evaluate(&json!({})).unwrap(), None, "no rule matched");
 }
 
 #[test]
 fn a_verdict_with_a_bad_severity_is_an_error() {
-    let dir = policy_dir(&[("p.rego", "package deepalert\n\nverdict contains {\"severity\": \"critical\"} if true\n")]);
-    let err = PolicyReviewer::load(dir.path()).unwrap().evaluate(&json!({})).unwrap_err().to_string();
+    let dir = policy_dir(&[(
+        "p.rego",
+        "package deepalert\n\nverdict contains {\"severity\": \"critical\"} if true\n",
+    )]);
+    let err = PolicyReviewer::load(dir.path())
+        .unwrap()
+        .evaluate(&json!({}))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("critical"), "{err}");
 }
 
 #[tokio::test]
 async fn as_a_reviewer_no_verdict_is_unclassified() {
     use deepalert_core::ports::Reviewer;
-    let dir = policy_dir(&[("p.rego", "package deepalert\n\nverdict contains {\"severity\": \"urgent\"} if input.never\n")]);
+    let dir = policy_dir(&[(
+        "p.rego",
+        "package deepalert\n\nverdict contains {\"severity\": \"urgent\"} if input.never\n",
+    )]);
     let r = PolicyReviewer::load(dir.path()).unwrap();
     let report: deepalert_core::Report = serde_json::from_value(json!({
         "id": "6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11", "alerts": [], "attributes": [], "sections": [],
@@ -112,5 +160,8 @@ async fn as_a_reviewer_no_verdict_is_unclassified() {
     }))
     .unwrap();
     let v = r.review(&report).await.unwrap().unwrap();
-    assert_eq!((v.severity, v.reason.as_str()), (Severity::Unclassified, NO_VERDICT));
+    assert_eq!(
+        (v.severity, v.reason.as_str()),
+        (Severity::Unclassified, NO_VERDICT)
+    );
 }
