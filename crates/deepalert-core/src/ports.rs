@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Alert, AlertId, AttrHash, Attribute, Finding, Note, Report, ReportId, ReportStatus,
-    ReviewResult, Task,
+    Alert, AlertId, AttrHash, Attribute, Finding, InspectorOutput, Note, Report, ReportId,
+    ReportStatus, ReviewResult, Task,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -196,6 +196,47 @@ pub trait Emitter: Send + Sync {
     /// `publication_id` is stable across retries of the same publication, so adapters
     /// can avoid emitting it twice.
     async fn emit(&self, report: &Report, publication_id: &str) -> PortResult<()>;
+}
+
+/// Why a plug-in call failed. Recorded as a note on the report.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("timed out after {0:?} (killed)")]
+    Timeout(std::time::Duration),
+    #[error("exited with {status}{stderr}")]
+    Exit { status: String, stderr: String },
+    #[error("bad output: {0}")]
+    BadOutput(String),
+    /// A service said to slow down; the lookup was not made.
+    #[error("rate limited by {0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An inspector run by the local runtime (exec, built-in, or in process).
+#[async_trait]
+pub trait InspectorPlugin: Send + Sync {
+    async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError>;
+}
+
+/// An emitter run by the local runtime (exec, built-in, or in process).
+#[async_trait]
+pub trait EmitterPlugin: Send + Sync {
+    async fn emit(&self, report: &Report) -> Result<(), PluginError>;
+}
+
+/// Small durable state for plug-ins (what an emitter last sent for a report, the issue
+/// it opened…), namespaced by the caller in `key`.
+#[async_trait]
+pub trait PluginState: Send + Sync {
+    async fn get(&self, key: &str) -> PortResult<Option<String>>;
+    async fn put(&self, key: &str, value: &str) -> PortResult<()>;
 }
 
 pub trait Clock: Send + Sync {

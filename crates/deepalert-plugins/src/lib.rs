@@ -1,5 +1,18 @@
-//! deepalert's built-in plug-ins, usable by `deepalert serve` and the Lambda functions.
+//! deepalert's built-in plug-ins, usable by `deepalert serve` (and, through the SDK, on
+//! Lambda): the Rego policy reviewer, inspectors and emitters.
 
+pub mod inspectors;
 pub mod policy;
 
 pub use policy::{PolicyError, PolicyReviewer};
+
+/// A built-in plug-in could not be set up (bad options, unreadable file…).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BuiltinError(String);
+
+impl BuiltinError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        BuiltinError(msg.into())
+    }
+}

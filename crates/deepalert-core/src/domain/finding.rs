@@ -107,6 +107,13 @@ pub struct ContentHost {
         deserialize_with = "super::null_as_default"
     )]
     pub software: Vec<EntitySoftware>,
+    /// Not in DeepAlert: where an asset runs (`production`, `staging`…), from an inventory.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::null_as_default"
+    )]
+    pub environment: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

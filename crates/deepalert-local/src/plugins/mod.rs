@@ -7,35 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginError};
 use deepalert_core::ports::{PortResult, Reviewer};
-use deepalert_core::{AttrType, InspectorOutput, Report, ReviewResult, Task};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    #[error("cannot start {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("timed out after {0:?} (killed)")]
-    Timeout(std::time::Duration),
-    #[error("exited with {status}{stderr}")]
-    Exit { status: String, stderr: String },
-    #[error("bad output: {0}")]
-    BadOutput(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-#[async_trait]
-pub trait InspectorPlugin: Send + Sync {
-    async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError>;
-}
-
-#[async_trait]
-pub trait EmitterPlugin: Send + Sync {
-    async fn emit(&self, report: &Report) -> Result<(), PluginError>;
-}
+use deepalert_core::{AttrType, Report, ReviewResult};
 
 pub struct InspectorEntry {
     pub name: String,

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deepalert_core::ports::{
-    AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, ReportHead, Store,
+    AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PluginState, PortError, PortResult,
+    ReportHead, Store,
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
@@ -308,6 +309,35 @@ fn parse_status(idx: usize, s: &str) -> rusqlite::Result<ReportStatus> {
     s.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
     })
+}
+
+#[async_trait]
+impl PluginState for SqliteStore {
+    async fn get(&self, key: &str) -> PortResult<Option<String>> {
+        let key = key.to_string();
+        self.read("load plug-in state", move |c| {
+            c.query_row(
+                "SELECT value FROM plugin_state WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: &str) -> PortResult<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write("store plug-in state", move |c| {
+            c.execute(
+                "INSERT INTO plugin_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
 }
 
 #[async_trait]

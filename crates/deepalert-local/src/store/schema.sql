@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS publications (
     published_at   INTEGER NOT NULL
 );
 
+-- Small key/value state of built-in plug-ins (what an emitter last sent…).
+CREATE TABLE IF NOT EXISTS plugin_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
 -- Durable timers and queues: dispatch, review, inspect and emit work.
 -- Finished jobs are kept a while so a repeated `key` is recognised and not run twice.
 CREATE TABLE IF NOT EXISTS jobs (
