@@ -1,0 +1,137 @@
+//! Built-in emitters: Slack, PagerDuty, GitHub issues, a signed generic webhook, and a
+//! JSON-lines file. See README.md in this folder for their options.
+//!
+//! Every built-in emitter sends only on change: a report published again with nothing
+//! new (same verdict, attributes, findings, notes and alert count) is not sent again.
+
+pub mod github;
+pub mod jsonl;
+pub mod pagerduty;
+pub mod slack;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState};
+use deepalert_core::{Report, sha256_hex};
+
+/// Sends through `inner` only when the report changed since this emitter last sent it.
+pub struct OnChange {
+    name: String,
+    inner: Arc<dyn EmitterPlugin>,
+    state: Arc<dyn PluginState>,
+}
+
+impl OnChange {
+    pub fn new(name: &str, inner: Arc<dyn EmitterPlugin>, state: Arc<dyn PluginState>) -> Self {
+        OnChange {
+            name: name.to_string(),
+            inner,
+            state,
+        }
+    }
+}
+
+/// What a reader of a notification would see change.
+pub fn fingerprint(report: &Report) -> String {
+    let content = serde_json::json!([
+        report.result,
+        report.attributes,
+        report.sections,
+        report.notes.iter().map(|n| (&n.author, &n.message)).collect::<Vec<_>>(),
+        report.alerts.len(),
+    ]);
+    sha256_hex(content.to_string().as_bytes())
+}
+
+#[async_trait]
+impl EmitterPlugin for OnChange {
+    async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+        let key = format!("sent:{}:{}", self.name, report.id);
+        let now = fingerprint(report);
+        let last = self
+            .state
+            .get(&key)
+            .await
+            .map_err(|e| PluginError::Failed(e.chain()))?;
+        if last.as_deref() == Some(now.as_str()) {
+            tracing::info!(report_id = %report.id, emitter = %self.name, "unchanged since last sent; not sent again");
+            return Ok(());
+        }
+        self.inner.emit(report).await?;
+        self.state
+            .put(&key, &now)
+            .await
+            .map_err(|e| PluginError::Failed(e.chain()))
+    }
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("deepalert/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Turns an HTTP answer into the plug-in's outcome: 2xx is delivered, 429 asks to slow
+/// down (the runtime retries later), anything else fails with the status and body.
+pub(crate) async fn check(service: &str, resp: Result<reqwest::Response, reqwest::Error>) -> Result<reqwest::Response, PluginError> {
+    let resp = resp.map_err(|e| PluginError::Failed(format!("{service}: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let body = &body[..body.len().min(300)];
+    if status.as_u16() == 429 {
+        return Err(PluginError::RateLimited(format!("{service} (HTTP 429): {body}")));
+    }
+    Err(PluginError::Failed(format!("{service} answered HTTP {status}: {body}")))
+}
+
+/// One line saying what the report is about, for titles and summaries.
+pub(crate) fn headline(report: &Report) -> String {
+    let rule = report
+        .alerts
+        .first()
+        .map(|a| if a.rule_name.is_empty() { a.rule_id.clone() } else { a.rule_name.clone() })
+        .unwrap_or_default();
+    let severity = report.result.as_ref().map(|r| r.severity.as_str()).unwrap_or("unreviewed");
+    format!("[{severity}] {} — {rule}", report.detector())
+}
+
+/// "N finding(s) on M attribute(s) by a, b".
+pub(crate) fn findings_summary(report: &Report) -> String {
+    let mut authors: Vec<&str> = report
+        .sections
+        .iter()
+        .flat_map(|s| {
+            s.hosts
+                .iter()
+                .map(|h| h.author.as_str())
+                .chain(s.users.iter().map(|u| u.author.as_str()))
+                .chain(s.binaries.iter().map(|b| b.author.as_str()))
+        })
+        .collect();
+    let count = authors.len();
+    authors.sort_unstable();
+    authors.dedup();
+    if count == 0 {
+        return "no findings".into();
+    }
+    format!(
+        "{count} finding(s) on {} attribute(s) by {}",
+        report.sections.len(),
+        authors.join(", ")
+    )
+}
+
+/// A link to the report when `link_base` is set (e.g. the deepalert API or a dashboard).
+pub(crate) fn report_link(link_base: &Option<String>, report: &Report) -> Option<String> {
+    link_base
+        .as_ref()
+        .map(|b| format!("{}/{}", b.trim_end_matches('/'), report.id))
+}

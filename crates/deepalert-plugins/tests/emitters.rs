@@ -1,0 +1,279 @@
+//! Each emitter against a loopback server that records the request and replays the
+//! service's documented answers (including 429 and 500).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState, PortResult};
+use deepalert_core::{
+    Alert, AttrType, Attribute, Authored, Report, ReportId, ReportStatus, ReviewResult, Section,
+    Severity,
+};
+use deepalert_plugins::emitters::github::{self, GitHubIssues};
+use deepalert_plugins::emitters::jsonl::JsonLines;
+use deepalert_plugins::emitters::pagerduty::{self, PagerDuty};
+use deepalert_plugins::emitters::slack::Slack;
+use deepalert_plugins::emitters::webhook::{SIGNATURE_HEADER, Webhook, signature};
+use deepalert_plugins::emitters::{OnChange, fingerprint};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Seen {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+#[derive(Clone, Default)]
+struct Service {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
+}
+
+async fn record(State(s): State<Service>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    s.seen.lock().unwrap().push(Seen {
+        method,
+        path: uri.path().to_string(),
+        headers,
+        body,
+    });
+    let (status, body) = s.replies.lock().unwrap().pop_front().unwrap_or((200, "{}".into()));
+    (StatusCode::from_u16(status).unwrap(), body)
+}
+
+impl Service {
+    async fn start() -> (Service, String) {
+        let s = Service::default();
+        let app = Router::new().fallback(record).with_state(s.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (s, url)
+    }
+    fn reply(&self, status: u16, body: &str) {
+        self.replies.lock().unwrap().push_back((status, body.into()));
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[derive(Default)]
+struct MemoryState(Mutex<HashMap<String, String>>);
+
+#[async_trait]
+impl PluginState for MemoryState {
+    async fn get(&self, key: &str) -> PortResult<Option<String>> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    async fn put(&self, key: &str, value: &str) -> PortResult<()> {
+        self.0.lock().unwrap().insert(key.into(), value.into());
+        Ok(())
+    }
+}
+
+fn report(severity: Severity) -> Report {
+    let attr = Attribute::new(AttrType::Ipaddr, "remote address", "198.51.100.23", &[]);
+    Report {
+        id: ReportId::new_random(),
+        alerts: vec![Alert {
+            detector: "aws-guardduty".into(),
+            rule_id: "UnauthorizedAccess:EC2/SSHBruteForce".into(),
+            rule_name: "SSH brute force".into(),
+            alert_key: "i-1".into(),
+            description: String::new(),
+            timestamp: None,
+            attributes: vec![attr.clone()],
+            body: None,
+        }],
+        attributes: vec![attr.clone()],
+        sections: vec![Section {
+            attribute: attr,
+            hosts: vec![Authored {
+                author: "blocklists".into(),
+                content: Default::default(),
+            }],
+            users: vec![],
+            binaries: vec![],
+        }],
+        notes: vec![],
+        result: Some(ReviewResult {
+            severity,
+            reason: "threat-listed 198.51.100.23 reached web-1".into(),
+        }),
+        status: ReportStatus::Published,
+        created_at: chrono::Utc::now(),
+        published_at: Some(chrono::Utc::now()),
+        publications: 1,
+    }
+}
+
+#[tokio::test]
+async fn slack_posts_a_block_kit_message() {
+    let (svc, url) = Service::start().await;
+    let slack = Slack::new(format!("{url}/services/T000/B000/XXXX"), Some("http://deepalert.internal/api/v1/reports".into()));
+    let r = report(Severity::Urgent);
+    slack.emit(&r).await.unwrap();
+    let seen = svc.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].method.clone(), seen[0].path.as_str()), (Method::POST, "/services/T000/B000/XXXX"));
+    assert!(seen[0].header("content-type").starts_with("application/json"));
+    let body = seen[0].json();
+    assert!(body["text"].as_str().unwrap().contains("urgent"), "fallback text: {body}");
+    let blocks = body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert!(blocks[0]["text"]["text"].as_str().unwrap().contains("SSH brute force"));
+    let text = body.to_string();
+    assert!(text.contains("198.51.100.23") && text.contains("1 finding(s) on 1 attribute(s) by blocklists"), "{text}");
+    let button = blocks.iter().find(|b| b["type"] == "actions").expect("link button");
+    assert_eq!(button["elements"][0]["url"], format!("http://deepalert.internal/api/v1/reports/{}", r.id));
+
+    // Slack's documented errors: 429 is "rate limited" (retried later), 500 a failure.
+    svc.reply(429, "rate_limited");
+    assert!(matches!(slack.emit(&r).await, Err(PluginError::RateLimited(_))));
+    svc.reply(500, "internal_error");
+    let err = slack.emit(&r).await.unwrap_err().to_string();
+    assert!(err.contains("500") && err.contains("internal_error"), "{err}");
+}
+
+#[tokio::test]
+async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
+    let (svc, url) = Service::start().await;
+    let state = Arc::new(MemoryState::default());
+    let options: pagerduty::Options = serde_json::from_value(json!({
+        "routing_key_env": "PD_KEY", "events_url": format!("{url}/v2/enqueue")
+    }))
+    .unwrap();
+    let pd = PagerDuty::new("pd", "R0UT1NGKEY".into(), &options, state.clone());
+    let mut r = report(Severity::Unclassified);
+    pd.emit(&r).await.unwrap();
+    assert!(svc.seen().is_empty(), "unclassified pages nobody");
+
+    svc.reply(202, r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#);
+    r.result.as_mut().unwrap().severity = Severity::Urgent;
+    pd.emit(&r).await.unwrap();
+    let trigger = &svc.seen()[0];
+    assert_eq!(trigger.path, "/v2/enqueue");
+    let body = trigger.json();
+    assert_eq!(body["routing_key"], "R0UT1NGKEY");
+    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(body["dedup_key"], r.id.to_string());
+    assert_eq!(body["payload"]["severity"], "critical");
+    assert_eq!(body["payload"]["source"], "aws-guardduty");
+    assert!(body["payload"]["summary"].as_str().unwrap().contains("urgent"));
+
+    r.result.as_mut().unwrap().severity = Severity::Safe;
+    pd.emit(&r).await.unwrap();
+    let resolve = svc.seen()[1].json();
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], r.id.to_string());
+    assert!(resolve.get("payload").is_none());
+
+    // A safe report that never paged resolves nothing.
+    pd.emit(&report(Severity::Safe)).await.unwrap();
+    assert_eq!(svc.seen().len(), 2);
+    svc.reply(429, r#"{"status":"throttle event","message":"Requests for this service are arriving too quickly."}"#);
+    r.result.as_mut().unwrap().severity = Severity::Urgent;
+    assert!(matches!(pd.emit(&r).await, Err(PluginError::RateLimited(_))));
+}
+
+#[tokio::test]
+async fn github_opens_one_issue_per_report_and_comments_after() {
+    let (svc, url) = Service::start().await;
+    let state = Arc::new(MemoryState::default());
+    let options: github::Options = serde_json::from_value(json!({
+        "repository": "acme/security-alerts", "token_env": "GH_TOKEN", "labels": ["deepalert"], "api_url": url
+    }))
+    .unwrap();
+    let gh = GitHubIssues::new("gh", "ghp_test".into(), options, state.clone());
+    let mut r = report(Severity::Urgent);
+    svc.reply(201, r#"{"id": 1, "number": 42, "html_url": "https://github.com/acme/security-alerts/issues/42"}"#);
+    gh.emit(&r).await.unwrap();
+    svc.reply(201, r#"{"id": 7}"#);
+    r.publications = 2;
+    gh.emit(&r).await.unwrap();
+    let seen = svc.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].method.clone(), seen[0].path.as_str()), (Method::POST, "/repos/acme/security-alerts/issues"));
+    assert_eq!(seen[0].header("authorization"), "Bearer ghp_test");
+    assert_eq!(seen[0].header("accept"), "application/vnd.github+json");
+    assert_eq!(seen[0].header("x-github-api-version"), "2022-11-28");
+    assert!(!seen[0].header("user-agent").is_empty(), "GitHub requires a User-Agent");
+    let issue = seen[0].json();
+    assert!(issue["title"].as_str().unwrap().starts_with("[urgent]"));
+    assert_eq!(issue["labels"], json!(["deepalert"]));
+    assert!(issue["body"].as_str().unwrap().contains("`198.51.100.23`"));
+    assert_eq!(seen[1].path, "/repos/acme/security-alerts/issues/42/comments");
+    assert!(seen[1].json()["body"].as_str().unwrap().contains("Published again (2)"));
+
+    svc.reply(500, r#"{"message": "Server Error"}"#);
+    let err = gh.emit(&report(Severity::Urgent)).await.unwrap_err().to_string();
+    assert!(err.contains("500"), "{err}");
+}
+
+#[tokio::test]
+async fn webhook_signs_its_body() {
+    let (svc, url) = Service::start().await;
+    let hook = Webhook::new(format!("{url}/hooks/deepalert"), "s3cret".into());
+    let r = report(Severity::Urgent);
+    hook.emit(&r).await.unwrap();
+    let seen = &svc.seen()[0];
+    assert_eq!(seen.path, "/hooks/deepalert");
+    assert_eq!(seen.header(SIGNATURE_HEADER), signature("s3cret", &seen.body));
+    assert!(seen.header(SIGNATURE_HEADER).starts_with("sha256="));
+    assert_eq!(seen.header("x-deepalert-report-id"), r.id.to_string());
+    let sent: Report = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent, r);
+    // Known HMAC-SHA256 vector (RFC 4231 test case 2).
+    assert_eq!(
+        signature("Jefe", b"what do ya want for nothing?"),
+        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
+
+#[tokio::test]
+async fn unchanged_reports_are_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let state = Arc::new(MemoryState::default());
+    let emitter = OnChange::new("file", Arc::new(JsonLines::new(path.clone())), state.clone());
+    let mut r = report(Severity::Unclassified);
+    emitter.emit(&r).await.unwrap();
+    r.publications = 2; // re-published, nothing new
+    r.published_at = Some(chrono::Utc::now());
+    emitter.emit(&r).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    r.result.as_mut().unwrap().severity = Severity::Urgent; // new verdict
+    emitter.emit(&r).await.unwrap();
+    let lines: Vec<Report> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1].result.as_ref().unwrap().severity, Severity::Urgent);
+    assert_ne!(fingerprint(&lines[0]), fingerprint(&lines[1]));
+
+    // A failed send is not remembered: the next publication tries again.
+    let (svc, url) = Service::start().await;
+    let hook = OnChange::new("hook", Arc::new(Webhook::new(url, "k".into())), state);
+    svc.reply(500, "down");
+    assert!(hook.emit(&r).await.is_err());
+    hook.emit(&r).await.unwrap();
+    assert_eq!(svc.seen().len(), 2);
+}
