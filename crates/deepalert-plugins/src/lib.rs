@@ -1,6 +1,7 @@
 //! deepalert's built-in plug-ins, usable by `deepalert serve` (and, through the SDK, on
 //! Lambda): the Rego policy reviewer, inspectors and emitters.
 
+pub mod builtin;
 pub mod emitters;
 pub mod inspectors;
 pub mod policy;

@@ -35,7 +35,10 @@ impl Seen {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
     fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -45,14 +48,25 @@ struct Service {
     replies: Arc<Mutex<VecDeque<(u16, String)>>>,
 }
 
-async fn record(State(s): State<Service>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn record(
+    State(s): State<Service>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     s.seen.lock().unwrap().push(Seen {
         method,
         path: uri.path().to_string(),
         headers,
         body,
     });
-    let (status, body) = s.replies.lock().unwrap().pop_front().unwrap_or((200, "{}".into()));
+    let (status, body) = s
+        .replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "{}".into()));
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
@@ -66,7 +80,10 @@ impl Service {
         (s, url)
     }
     fn reply(&self, status: u16, body: &str) {
-        self.replies.lock().unwrap().push_back((status, body.into()));
+        self.replies
+            .lock()
+            .unwrap()
+            .push_back((status, body.into()));
     }
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
@@ -126,29 +143,63 @@ fn report(severity: Severity) -> Report {
 #[tokio::test]
 async fn slack_posts_a_block_kit_message() {
     let (svc, url) = Service::start().await;
-    let slack = Slack::new(format!("{url}/services/T000/B000/XXXX"), Some("http://deepalert.internal/api/v1/reports".into()));
+    let slack = Slack::new(
+        format!("{url}/services/T000/B000/XXXX"),
+        Some("http://deepalert.internal/api/v1/reports".into()),
+    );
     let r = report(Severity::Urgent);
     slack.emit(&r).await.unwrap();
     let seen = svc.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!((seen[0].method.clone(), seen[0].path.as_str()), (Method::POST, "/services/T000/B000/XXXX"));
-    assert!(seen[0].header("content-type").starts_with("application/json"));
+    assert_eq!(
+        (seen[0].method.clone(), seen[0].path.as_str()),
+        (Method::POST, "/services/T000/B000/XXXX")
+    );
+    assert!(
+        seen[0]
+            .header("content-type")
+            .starts_with("application/json")
+    );
     let body = seen[0].json();
-    assert!(body["text"].as_str().unwrap().contains("urgent"), "fallback text: {body}");
+    assert!(
+        body["text"].as_str().unwrap().contains("urgent"),
+        "fallback text: {body}"
+    );
     let blocks = body["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
-    assert!(blocks[0]["text"]["text"].as_str().unwrap().contains("SSH brute force"));
+    assert!(
+        blocks[0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("SSH brute force")
+    );
     let text = body.to_string();
-    assert!(text.contains("198.51.100.23") && text.contains("1 finding(s) on 1 attribute(s) by blocklists"), "{text}");
-    let button = blocks.iter().find(|b| b["type"] == "actions").expect("link button");
-    assert_eq!(button["elements"][0]["url"], format!("http://deepalert.internal/api/v1/reports/{}", r.id));
+    assert!(
+        text.contains("198.51.100.23")
+            && text.contains("1 finding(s) on 1 attribute(s) by blocklists"),
+        "{text}"
+    );
+    let button = blocks
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .expect("link button");
+    assert_eq!(
+        button["elements"][0]["url"],
+        format!("http://deepalert.internal/api/v1/reports/{}", r.id)
+    );
 
     // Slack's documented errors: 429 is "rate limited" (retried later), 500 a failure.
     svc.reply(429, "rate_limited");
-    assert!(matches!(slack.emit(&r).await, Err(PluginError::RateLimited(_))));
+    assert!(matches!(
+        slack.emit(&r).await,
+        Err(PluginError::RateLimited(_))
+    ));
     svc.reply(500, "internal_error");
     let err = slack.emit(&r).await.unwrap_err().to_string();
-    assert!(err.contains("500") && err.contains("internal_error"), "{err}");
+    assert!(
+        err.contains("500") && err.contains("internal_error"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +215,10 @@ async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
     pd.emit(&r).await.unwrap();
     assert!(svc.seen().is_empty(), "unclassified pages nobody");
 
-    svc.reply(202, r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#);
+    svc.reply(
+        202,
+        r#"{"status":"success","message":"Event processed","dedup_key":"x"}"#,
+    );
     r.result.as_mut().unwrap().severity = Severity::Urgent;
     pd.emit(&r).await.unwrap();
     let trigger = &svc.seen()[0];
@@ -175,7 +229,12 @@ async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
     assert_eq!(body["dedup_key"], r.id.to_string());
     assert_eq!(body["payload"]["severity"], "critical");
     assert_eq!(body["payload"]["source"], "aws-guardduty");
-    assert!(body["payload"]["summary"].as_str().unwrap().contains("urgent"));
+    assert!(
+        body["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("urgent")
+    );
 
     r.result.as_mut().unwrap().severity = Severity::Safe;
     pd.emit(&r).await.unwrap();
@@ -189,7 +248,10 @@ async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
     assert_eq!(svc.seen().len(), 2);
     svc.reply(429, r#"{"status":"throttle event","message":"Requests for this service are arriving too quickly."}"#);
     r.result.as_mut().unwrap().severity = Severity::Urgent;
-    assert!(matches!(pd.emit(&r).await, Err(PluginError::RateLimited(_))));
+    assert!(matches!(
+        pd.emit(&r).await,
+        Err(PluginError::RateLimited(_))
+    ));
 }
 
 #[tokio::test]
@@ -209,20 +271,38 @@ async fn github_opens_one_issue_per_report_and_comments_after() {
     gh.emit(&r).await.unwrap();
     let seen = svc.seen();
     assert_eq!(seen.len(), 2);
-    assert_eq!((seen[0].method.clone(), seen[0].path.as_str()), (Method::POST, "/repos/acme/security-alerts/issues"));
+    assert_eq!(
+        (seen[0].method.clone(), seen[0].path.as_str()),
+        (Method::POST, "/repos/acme/security-alerts/issues")
+    );
     assert_eq!(seen[0].header("authorization"), "Bearer ghp_test");
     assert_eq!(seen[0].header("accept"), "application/vnd.github+json");
     assert_eq!(seen[0].header("x-github-api-version"), "2022-11-28");
-    assert!(!seen[0].header("user-agent").is_empty(), "GitHub requires a User-Agent");
+    assert!(
+        !seen[0].header("user-agent").is_empty(),
+        "GitHub requires a User-Agent"
+    );
     let issue = seen[0].json();
     assert!(issue["title"].as_str().unwrap().starts_with("[urgent]"));
     assert_eq!(issue["labels"], json!(["deepalert"]));
     assert!(issue["body"].as_str().unwrap().contains("`198.51.100.23`"));
-    assert_eq!(seen[1].path, "/repos/acme/security-alerts/issues/42/comments");
-    assert!(seen[1].json()["body"].as_str().unwrap().contains("Published again (2)"));
+    assert_eq!(
+        seen[1].path,
+        "/repos/acme/security-alerts/issues/42/comments"
+    );
+    assert!(
+        seen[1].json()["body"]
+            .as_str()
+            .unwrap()
+            .contains("Published again (2)")
+    );
 
     svc.reply(500, r#"{"message": "Server Error"}"#);
-    let err = gh.emit(&report(Severity::Urgent)).await.unwrap_err().to_string();
+    let err = gh
+        .emit(&report(Severity::Urgent))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("500"), "{err}");
 }
 
@@ -234,7 +314,10 @@ async fn webhook_signs_its_body() {
     hook.emit(&r).await.unwrap();
     let seen = &svc.seen()[0];
     assert_eq!(seen.path, "/hooks/deepalert");
-    assert_eq!(seen.header(SIGNATURE_HEADER), signature("s3cret", &seen.body));
+    assert_eq!(
+        seen.header(SIGNATURE_HEADER),
+        signature("s3cret", &seen.body)
+    );
     assert!(seen.header(SIGNATURE_HEADER).starts_with("sha256="));
     assert_eq!(seen.header("x-deepalert-report-id"), r.id.to_string());
     let sent: Report = serde_json::from_slice(&seen.body).unwrap();
@@ -251,7 +334,11 @@ async fn unchanged_reports_are_not_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.jsonl");
     let state = Arc::new(MemoryState::default());
-    let emitter = OnChange::new("file", Arc::new(JsonLines::new(path.clone())), state.clone());
+    let emitter = OnChange::new(
+        "file",
+        Arc::new(JsonLines::new(path.clone())),
+        state.clone(),
+    );
     let mut r = report(Severity::Unclassified);
     emitter.emit(&r).await.unwrap();
     r.publications = 2; // re-published, nothing new

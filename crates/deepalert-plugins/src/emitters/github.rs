@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState};
 use deepalert_core::Report;
+use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -54,7 +54,10 @@ impl GitHubIssues {
     }
 
     fn body(&self, report: &Report) -> String {
-        let result = report.result.clone().unwrap_or_else(|| deepalert_core::ReviewResult::unclassified(""));
+        let result = report
+            .result
+            .clone()
+            .unwrap_or_else(|| deepalert_core::ReviewResult::unclassified(""));
         let mut body = format!(
             "**Severity:** {}\n**Reason:** {}\n**Rule:** {} / {}\n**Alerts:** {}\n**Findings:** {}\n",
             result.severity,
@@ -67,19 +70,28 @@ impl GitHubIssues {
         if !report.attributes.is_empty() {
             body.push_str("\n| type | key | value |\n|---|---|---|\n");
             for a in report.attributes.iter().take(50) {
-                body.push_str(&format!("| {} | {} | `{}` |\n", a.attr_type, a.key, a.value));
+                body.push_str(&format!(
+                    "| {} | {} | `{}` |\n",
+                    a.attr_type, a.key, a.value
+                ));
             }
         }
         if let Some(link) = report_link(&self.options.link_base, report) {
             body.push_str(&format!("\n[Open the report]({link})\n"));
         }
-        body.push_str(&format!("\n<!-- deepalert report {} publication {} -->\n", report.id, report.publications));
+        body.push_str(&format!(
+            "\n<!-- deepalert report {} publication {} -->\n",
+            report.id, report.publications
+        ));
         body
     }
 
     fn request(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
-            .post(format!("{}/repos/{}{path}", self.api, self.options.repository))
+            .post(format!(
+                "{}/repos/{}{path}",
+                self.api, self.options.repository
+            ))
             .bearer_auth(&self.token)
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
@@ -119,11 +131,11 @@ impl EmitterPlugin for GitHubIssues {
                     }))
                     .send()
                     .await;
-                let created: Created = check("github", resp)
-                    .await?
-                    .json()
-                    .await
-                    .map_err(|e| PluginError::BadOutput(format!("github: unexpected answer to create issue: {e}")))?;
+                let created: Created = check("github", resp).await?.json().await.map_err(|e| {
+                    PluginError::BadOutput(format!(
+                        "github: unexpected answer to create issue: {e}"
+                    ))
+                })?;
                 self.state
                     .put(&key, &created.number.to_string())
                     .await

@@ -31,7 +31,10 @@ impl EmitterPlugin for JsonLines {
         let line = serde_json::to_string(report).expect("reports serialize");
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
             // One write per line, so concurrent appends do not interleave.
             f.write_all(format!("{line}\n").as_bytes())
         })

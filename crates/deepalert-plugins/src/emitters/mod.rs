@@ -40,7 +40,11 @@ pub fn fingerprint(report: &Report) -> String {
         report.result,
         report.attributes,
         report.sections,
-        report.notes.iter().map(|n| (&n.author, &n.message)).collect::<Vec<_>>(),
+        report
+            .notes
+            .iter()
+            .map(|n| (&n.author, &n.message))
+            .collect::<Vec<_>>(),
         report.alerts.len(),
     ]);
     sha256_hex(content.to_string().as_bytes())
@@ -78,7 +82,10 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 /// Turns an HTTP answer into the plug-in's outcome: 2xx is delivered, 429 asks to slow
 /// down (the runtime retries later), anything else fails with the status and body.
-pub(crate) async fn check(service: &str, resp: Result<reqwest::Response, reqwest::Error>) -> Result<reqwest::Response, PluginError> {
+pub(crate) async fn check(
+    service: &str,
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, PluginError> {
     let resp = resp.map_err(|e| PluginError::Failed(format!("{service}: {e}")))?;
     let status = resp.status();
     if status.is_success() {
@@ -87,9 +94,13 @@ pub(crate) async fn check(service: &str, resp: Result<reqwest::Response, reqwest
     let body = resp.text().await.unwrap_or_default();
     let body = &body[..body.len().min(300)];
     if status.as_u16() == 429 {
-        return Err(PluginError::RateLimited(format!("{service} (HTTP 429): {body}")));
+        return Err(PluginError::RateLimited(format!(
+            "{service} (HTTP 429): {body}"
+        )));
     }
-    Err(PluginError::Failed(format!("{service} answered HTTP {status}: {body}")))
+    Err(PluginError::Failed(format!(
+        "{service} answered HTTP {status}: {body}"
+    )))
 }
 
 /// One line saying what the report is about, for titles and summaries.
@@ -97,9 +108,19 @@ pub(crate) fn headline(report: &Report) -> String {
     let rule = report
         .alerts
         .first()
-        .map(|a| if a.rule_name.is_empty() { a.rule_id.clone() } else { a.rule_name.clone() })
+        .map(|a| {
+            if a.rule_name.is_empty() {
+                a.rule_id.clone()
+            } else {
+                a.rule_name.clone()
+            }
+        })
         .unwrap_or_default();
-    let severity = report.result.as_ref().map(|r| r.severity.as_str()).unwrap_or("unreviewed");
+    let severity = report
+        .result
+        .as_ref()
+        .map(|r| r.severity.as_str())
+        .unwrap_or("unreviewed");
     format!("[{severity}] {} — {rule}", report.detector())
 }
 

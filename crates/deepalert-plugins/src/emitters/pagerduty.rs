@@ -36,11 +36,19 @@ pub struct PagerDuty {
 }
 
 impl PagerDuty {
-    pub fn new(name: &str, routing_key: String, options: &Options, state: Arc<dyn PluginState>) -> Self {
+    pub fn new(
+        name: &str,
+        routing_key: String,
+        options: &Options,
+        state: Arc<dyn PluginState>,
+    ) -> Self {
         PagerDuty {
             name: name.to_string(),
             routing_key,
-            events_url: options.events_url.clone().unwrap_or_else(|| EVENTS_URL.into()),
+            events_url: options
+                .events_url
+                .clone()
+                .unwrap_or_else(|| EVENTS_URL.into()),
             link_base: options.link_base.clone(),
             state,
             client: http_client(),

@@ -48,7 +48,13 @@ pub fn message(report: &Report, link_base: &Option<String>) -> Value {
     let rule = report
         .alerts
         .first()
-        .map(|a| if a.rule_name.is_empty() { a.rule_id.clone() } else { a.rule_name.clone() })
+        .map(|a| {
+            if a.rule_name.is_empty() {
+                a.rule_id.clone()
+            } else {
+                a.rule_name.clone()
+            }
+        })
         .unwrap_or_default();
     let attrs: Vec<String> = report
         .attributes

@@ -28,7 +28,8 @@ pub const SIGNATURE_HEADER: &str = "X-Deepalert-Signature";
 
 /// `sha256=<hex>`: what a receiver recomputes over the raw body to verify the sender.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -1,0 +1,115 @@
+//! Built-in plug-ins by name, from their options (a JSON object; TOML tables convert).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState};
+use serde::de::DeserializeOwned;
+
+use crate::BuiltinError;
+use crate::emitters::{self, OnChange};
+use crate::inspectors::{inventory, threat_list};
+
+pub const INSPECTORS: &[&str] = &["threat-list", "inventory"];
+pub const EMITTERS: &[&str] = &["slack", "pagerduty", "github", "webhook", "jsonl"];
+
+pub struct Context<'a> {
+    /// Relative paths in options are resolved here (the configuration file's directory).
+    pub base_dir: &'a Path,
+    /// Where emitters remember what they sent.
+    pub state: Arc<dyn PluginState>,
+    /// Looks a secret up by the environment-variable name the options give.
+    pub secret: &'a dyn Fn(&str) -> Option<String>,
+}
+
+fn options<T: DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<T, BuiltinError> {
+    serde_json::from_value(value).map_err(|e| BuiltinError::new(format!("options of {kind}: {e}")))
+}
+
+fn secret(ctx: &Context<'_>, var: &str) -> Result<String, BuiltinError> {
+    (ctx.secret)(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| BuiltinError::new(format!("environment variable {var} is not set")))
+}
+
+pub fn inspector(
+    kind: &str,
+    value: serde_json::Value,
+    ctx: &Context<'_>,
+) -> Result<Arc<dyn InspectorPlugin>, BuiltinError> {
+    Ok(match kind {
+        "threat-list" => Arc::new(threat_list::ThreatListInspector::new(
+            &options(kind, value)?,
+            ctx.base_dir,
+        )?),
+        "inventory" => Arc::new(inventory::InventoryInspector::new(
+            &options(kind, value)?,
+            ctx.base_dir,
+        )?),
+        other => {
+            return Err(BuiltinError::new(format!(
+                "no built-in inspector {other:?} (built-ins: {})",
+                INSPECTORS.join(", ")
+            )));
+        }
+    })
+}
+
+/// The emitter, sending on change only.
+pub fn emitter(
+    name: &str,
+    kind: &str,
+    value: serde_json::Value,
+    ctx: &Context<'_>,
+) -> Result<Arc<dyn EmitterPlugin>, BuiltinError> {
+    let inner: Arc<dyn EmitterPlugin> = match kind {
+        "slack" => {
+            let o: emitters::slack::Options = options(kind, value)?;
+            Arc::new(emitters::slack::Slack::new(
+                secret(ctx, &o.webhook_url_env)?,
+                o.link_base,
+            ))
+        }
+        "pagerduty" => {
+            let o: emitters::pagerduty::Options = options(kind, value)?;
+            let key = secret(ctx, &o.routing_key_env)?;
+            Arc::new(emitters::pagerduty::PagerDuty::new(
+                name,
+                key,
+                &o,
+                ctx.state.clone(),
+            ))
+        }
+        "github" => {
+            let o: emitters::github::Options = options(kind, value)?;
+            let token = secret(ctx, &o.token_env)?;
+            Arc::new(emitters::github::GitHubIssues::new(
+                name,
+                token,
+                o,
+                ctx.state.clone(),
+            ))
+        }
+        "webhook" => {
+            let o: emitters::webhook::Options = options(kind, value)?;
+            Arc::new(emitters::webhook::Webhook::new(
+                o.url.clone(),
+                secret(ctx, &o.secret_env)?,
+            ))
+        }
+        "jsonl" => {
+            let o: emitters::jsonl::Options = options(kind, value)?;
+            Arc::new(emitters::jsonl::JsonLines::new(crate::inspectors::resolve(
+                ctx.base_dir,
+                &o.path,
+            )))
+        }
+        other => {
+            return Err(BuiltinError::new(format!(
+                "no built-in emitter {other:?} (built-ins: {})",
+                EMITTERS.join(", ")
+            )));
+        }
+    };
+    Ok(Arc::new(OnChange::new(name, inner, ctx.state.clone())))
+}
