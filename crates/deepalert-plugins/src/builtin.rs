@@ -8,9 +8,10 @@ use serde::de::DeserializeOwned;
 
 use crate::BuiltinError;
 use crate::emitters::{self, OnChange};
-use crate::inspectors::{inventory, threat_list};
+use crate::inspectors::reputation::{ApiKey, CommonOptions};
+use crate::inspectors::{abuseipdb, inventory, threat_list, virustotal};
 
-pub const INSPECTORS: &[&str] = &["threat-list", "inventory"];
+pub const INSPECTORS: &[&str] = &["threat-list", "inventory", "virustotal", "abuseipdb"];
 pub const EMITTERS: &[&str] = &["slack", "pagerduty", "github", "webhook", "jsonl"];
 
 pub struct Context<'a> {
@@ -46,6 +47,16 @@ pub fn inspector(
             &options(kind, value)?,
             ctx.base_dir,
         )?),
+        "virustotal" => {
+            let o: CommonOptions = options(kind, value)?;
+            let key = ApiKey::new(secret(ctx, &o.api_key_env)?);
+            Arc::new(virustotal::VirusTotal::new(&o, key))
+        }
+        "abuseipdb" => {
+            let o: CommonOptions = options(kind, value)?;
+            let key = ApiKey::new(secret(ctx, &o.api_key_env)?);
+            Arc::new(abuseipdb::AbuseIpDb::new(&o, key))
+        }
         other => {
             return Err(BuiltinError::new(format!(
                 "no built-in inspector {other:?} (built-ins: {})",

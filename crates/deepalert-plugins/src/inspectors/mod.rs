@@ -1,7 +1,10 @@
 //! Built-in inspectors. Each folder has a README with its options.
 
+pub mod abuseipdb;
 pub mod inventory;
+pub mod reputation;
 pub mod threat_list;
+pub mod virustotal;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +16,7 @@ pub(crate) fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
-pub(crate) fn resolve(base: &Path, p: &Path) -> PathBuf {
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
