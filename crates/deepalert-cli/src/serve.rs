@@ -55,8 +55,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
     })?;
 
     let secret = |var: &str| std::env::var(var).ok();
+    let aws = if config.needs_aws() {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
     let plugins = config
-        .plugins(Arc::new(store.clone()), &secret)
+        .plugins(Arc::new(store.clone()), &secret, aws.as_ref())
         .map_err(|e| e.to_string())?;
     let engine = Engine::new(
         store,

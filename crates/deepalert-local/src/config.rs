@@ -327,11 +327,13 @@ impl Config {
         &self,
         state: Arc<dyn PluginState>,
         secret: &dyn Fn(&str) -> Option<String>,
+        aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Plugins, ConfigError> {
         let ctx = builtin::Context {
             base_dir: &self.base_dir,
             state,
             secret,
+            aws,
         };
         let options_json = |p: &PluginConfig| -> serde_json::Value {
             p.options
@@ -395,6 +397,15 @@ impl Config {
             reviewer,
             emitters,
         })
+    }
+
+    /// Whether a built-in needs the AWS SDK configuration (the binary loads it once).
+    pub fn needs_aws(&self) -> bool {
+        self.inspectors
+            .iter()
+            .chain(&self.emitters)
+            .filter_map(|p| p.builtin.as_deref())
+            .any(|b| builtin::NEEDS_AWS.contains(&b))
     }
 
     fn exec(&self, p: &PluginConfig) -> ExecCommand {
@@ -476,7 +487,7 @@ mod tests {
         assert_eq!(c.pipeline.review_delay, Duration::from_secs(60));
         assert_eq!(c.pipeline_settings().max_attribute_depth, 2);
         assert_eq!(c.inspectors[0].attribute_types.as_ref().unwrap().len(), 2);
-        let p = c.plugins(Arc::new(NoState), &|_| None).unwrap();
+        let p = c.plugins(Arc::new(NoState), &|_| None, None).unwrap();
         assert_eq!(p.inspectors[0].name, "intel");
         assert!(p.inspectors[0].wants(AttrType::Domain));
         assert!(!p.inspectors[0].wants(AttrType::Username));

@@ -9,9 +9,18 @@ use serde::de::DeserializeOwned;
 use crate::BuiltinError;
 use crate::emitters::{self, OnChange};
 use crate::inspectors::reputation::{ApiKey, CommonOptions};
-use crate::inspectors::{abuseipdb, inventory, threat_list, virustotal};
+use crate::inspectors::{abuseipdb, aws_context, inventory, threat_list, virustotal};
 
-pub const INSPECTORS: &[&str] = &["threat-list", "inventory", "virustotal", "abuseipdb"];
+pub const INSPECTORS: &[&str] = &[
+    "threat-list",
+    "inventory",
+    "virustotal",
+    "abuseipdb",
+    "aws-context",
+];
+
+/// Built-ins that call AWS: the caller loads the SDK configuration for them.
+pub const NEEDS_AWS: &[&str] = &["aws-context"];
 pub const EMITTERS: &[&str] = &["slack", "pagerduty", "github", "webhook", "jsonl"];
 
 pub struct Context<'a> {
@@ -21,6 +30,8 @@ pub struct Context<'a> {
     pub state: Arc<dyn PluginState>,
     /// Looks a secret up by the environment-variable name the options give.
     pub secret: &'a dyn Fn(&str) -> Option<String>,
+    /// AWS SDK configuration, loaded by the caller when a built-in in [`NEEDS_AWS`] is used.
+    pub aws: Option<&'a aws_config::SdkConfig>,
 }
 
 fn options<T: DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<T, BuiltinError> {
@@ -51,6 +62,12 @@ pub fn inspector(
             let o: CommonOptions = options(kind, value)?;
             let key = ApiKey::new(secret(ctx, &o.api_key_env)?);
             Arc::new(virustotal::VirusTotal::new(&o, key))
+        }
+        "aws-context" => {
+            let sdk = ctx
+                .aws
+                .ok_or_else(|| BuiltinError::new("aws-context needs the AWS SDK configuration"))?;
+            Arc::new(aws_context::AwsContext::new(sdk, options(kind, value)?))
         }
         "abuseipdb" => {
             let o: CommonOptions = options(kind, value)?;

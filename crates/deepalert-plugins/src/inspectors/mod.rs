@@ -1,6 +1,7 @@
 //! Built-in inspectors. Each folder has a README with its options.
 
 pub mod abuseipdb;
+pub mod aws_context;
 pub mod inventory;
 pub mod reputation;
 pub mod threat_list;
