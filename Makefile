@@ -42,12 +42,13 @@ $(VENV)/.%-tools: tools/%-requirements.txt $(VENV)/bin/python
 
 venv: $(VENV)/.test-tools ## Install the test tools (moto, cfn-lint, jsonnet) into .venv
 
+# DEEPALERT_POLICY_DIR (set by `make deploy` from ReviewerPolicies) builds Rego policies into review-invoker.
 build: $(VENV)/.build-tools ## Build one arm64 Lambda zip per function into target/lambda/<name>/bootstrap.zip
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --locked --profile lambda --arm64 --output-format zip $(addprefix --bin ,$(LAMBDAS))
 	@for f in $(LAMBDAS); do printf '%-20s %s bytes\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap.zip)"; done
 
-deploy: build $(VENV)/.test-tools $(VENV)/.deploy-tools ## Deploy to AWS as configured in deploy.jsonnet and stack.jsonnet
+deploy: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Build, then deploy to AWS as configured in deploy.jsonnet and stack.jsonnet
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py
 
 clean: ## Remove build outputs

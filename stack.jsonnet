@@ -17,4 +17,8 @@
   ReviewerLambdaArn: '',
   // Log filter of the functions (RUST_LOG syntax), e.g. 'info' or 'debug'.
   LogLevel: 'info',
+  // Build time, not a template parameter: a directory of Rego policies (relative to this
+  // file) built into review-invoker; they take precedence over ReviewerLambdaArn.
+  // Empty: none. Check them first with `deepalert policy test DIR`.
+  ReviewerPolicies: '',
 }

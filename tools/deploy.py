@@ -15,6 +15,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY_FIELDS = {"StackName": str, "Region": str, "CodeS3Bucket": str, "CodeS3Prefix": str}
+# stack.jsonnet keys used at build time rather than passed to the template.
+BUILD_FIELDS = {"ReviewerPolicies"}
 LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher"]
 
 
@@ -71,6 +73,15 @@ def plan(deploy_path, stack_path):
     if deploy["CodeS3Bucket"].startswith("REPLACE-"):
         fail("deploy.jsonnet: set CodeS3Bucket to an S3 bucket of yours in %s" % deploy["Region"])
     params = template_parameters()
+    build_env = {}
+    policies = stack.pop("ReviewerPolicies", "")
+    if not isinstance(policies, str):
+        fail("stack.jsonnet: ReviewerPolicies must be a string (a directory), got %r" % (policies,))
+    if policies:
+        path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(stack_path)), policies))
+        if not os.path.isdir(path) or not any(f.endswith(".rego") for f in os.listdir(path)):
+            fail("stack.jsonnet: ReviewerPolicies %r is not a directory of .rego files" % policies)
+        build_env["DEEPALERT_POLICY_DIR"] = path
     overrides = []
     for key, value in sorted(stack.items()):
         if key not in params:
@@ -81,7 +92,9 @@ def plan(deploy_path, stack_path):
             fail("stack.jsonnet: %s must be a string, got %r" % (key, value))
         overrides.append("%s=%s" % (key, value))
     packaged = os.path.join(ROOT, "target", "packaged.yaml")
+    build = [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build"]
     return deploy, [
+        build,
         ["aws", "sts", "get-caller-identity", "--region", deploy["Region"]],
         ["aws", "cloudformation", "package", "--region", deploy["Region"],
          "--template-file", os.path.join(ROOT, "template.yaml"),
@@ -105,17 +118,23 @@ def main():
         for c in commands:
             print(" ".join(c))
         return
-    missing = [f for f in LAMBDAS if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
-    if missing:
-        fail("no zip for %s: run `make build` first" % ", ".join(missing))
     if not shutil.which("aws"):
-        fail("the AWS CLI is missing: run `make venv`")
-    check = subprocess.run(commands[0], capture_output=True, text=True)
+        fail("the AWS CLI is missing: run `make deploy` (it installs it into .venv)")
+    check = subprocess.run(commands[1], capture_output=True, text=True)
     if check.returncode != 0:
         fail("no usable AWS credentials for %s (aws sts get-caller-identity said: %s).\n"
              "Configure them (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry."
              % (deploy["Region"], check.stderr.strip() or check.stdout.strip()))
-    for c in commands[1:]:
+    build = commands[0]
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in build if "=" in kv and not kv.startswith("-")))
+    build_cmd = [c for c in build if "=" not in c]
+    print("+ " + " ".join(build), flush=True)
+    if subprocess.run(build_cmd, env=env).returncode != 0:
+        fail("make build failed")
+    missing = [f for f in LAMBDAS if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
+    if missing:
+        fail("no zip for %s after make build" % ", ".join(missing))
+    for c in commands[2:]:
         print("+ " + " ".join(c), flush=True)
         if subprocess.run(c).returncode != 0:
             fail("%s failed" % " ".join(c[:3]))

@@ -246,6 +246,36 @@ fn deploy_renders_the_jsonnet_files_into_parameters() {
         overrides.contains("InspectionDelay=300") && overrides.contains("AggregationWindow=10800")
     );
 
+    assert!(
+        !out.contains("DEEPALERT_POLICY_DIR"),
+        "no policies by default: {out}"
+    );
+
+    // Policies are a build setting: handed to `make build`, not to the template.
+    let policies = repo_root().join("examples/policies");
+    let (ok, out) = deploy_dry_run(
+        DEPLOY,
+        Some(&format!("{{ ReviewerPolicies: '{}' }}", policies.display())),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("DEEPALERT_POLICY_DIR={} make", policies.display())),
+        "{out}"
+    );
+    assert!(
+        !out.split("--parameter-overrides")
+            .nth(1)
+            .unwrap()
+            .contains("ReviewerPolicies"),
+        "{out}"
+    );
+    let (ok, out) = deploy_dry_run(
+        DEPLOY,
+        Some("{ ReviewerPolicies: '/nonexistent/policies' }"),
+    );
+    assert!(!ok);
+    assert!(out.contains("is not a directory of .rego files"), "{out}");
+
     let (ok, out) = deploy_dry_run(DEPLOY, Some("{ InspectionDelay: 5, ReviewDely: 10 }"));
     assert!(!ok);
     assert!(

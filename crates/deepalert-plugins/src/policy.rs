@@ -77,6 +77,30 @@ struct Verdict {
 }
 
 impl PolicyReviewer {
+    /// Policies given as (file name, source): for policies built into a binary.
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<Self, PolicyError> {
+        if sources.is_empty() {
+            return Err(PolicyError::Empty(PathBuf::from("(built-in policies)")));
+        }
+        let mut engine = regorus::Engine::new();
+        let mut modules = Vec::new();
+        for (name, text) in sources {
+            let package = engine
+                .add_policy(name.to_string(), text.to_string())
+                .map_err(|e| PolicyError::Syntax(e.to_string()))?;
+            modules.push(Module {
+                path: PathBuf::from(name),
+                package,
+                tests: test_rules(text),
+            });
+        }
+        Ok(PolicyReviewer {
+            engine,
+            modules,
+            dir: PathBuf::new(),
+        })
+    }
+
     /// Loads every `.rego` file of `dir` (not recursive: `tests/` holds fixtures).
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -84,6 +84,30 @@ fn a_wrong_expectation_fails_the_tests() {
 }
 
 #[test]
+fn policies_built_into_a_binary_review_like_a_directory() {
+    let review = std::fs::read_to_string(examples().join("review.rego")).unwrap();
+    let built = PolicyReviewer::from_sources(&[("review.rego", &review)]).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(examples().join("tests/ssh-bruteforce-on-our-host.json")).unwrap(),
+    )
+    .unwrap();
+    let verdict = built.evaluate(&fixture["report"]).unwrap().unwrap();
+    assert_eq!(verdict.severity, Severity::Urgent);
+    assert!(
+        PolicyReviewer::from_sources(&[]).is_err(),
+        "no policies is a mistake"
+    );
+    let err = PolicyReviewer::from_sources(&[(
+        "bad.rego",
+        "package deepalert\nverdict contains x if {\n",
+    )])
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("bad.rego"), "{err}");
+}
+
+#[test]
 fn a_syntax_error_is_rejected_with_file_and_line() {
     let dir = policy_dir(&[(
         "broken.rego",

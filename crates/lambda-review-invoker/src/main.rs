@@ -1,6 +1,7 @@
 //! review-invoker: state-machine task. Compiles the report and gets a verdict from the
-//! reviewer Lambda (REVIEWER_LAMBDA_ARN), or `unclassified` when none is configured or it
-//! fails.
+//! Rego policies built into this binary (`ReviewerPolicies` in stack.jsonnet), else from
+//! the reviewer Lambda (REVIEWER_LAMBDA_ARN), else `unclassified`; a failing reviewer
+//! gives `unclassified` with the error.
 
 use std::sync::Arc;
 
@@ -8,7 +9,10 @@ use deepalert_aws::handlers::{ReviewInput, review_invoker};
 use deepalert_aws::{DynamoStore, LambdaReviewer, env};
 use deepalert_core::ports::{PortResult, Reviewer};
 use deepalert_core::{Report, ReviewResult};
+use deepalert_plugins::PolicyReviewer;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+include!(concat!(env!("OUT_DIR"), "/policies.rs"));
 
 struct NoReviewer;
 
@@ -35,6 +39,12 @@ async fn main() -> Result<(), Error> {
         chrono::Duration::days(30),
     );
     let reviewer: Arc<dyn Reviewer> = match reviewer_arn {
+        _ if !POLICIES.is_empty() => {
+            if reviewer_arn.is_some() {
+                tracing::warn!("policies are built in; REVIEWER_LAMBDA_ARN is not used");
+            }
+            Arc::new(PolicyReviewer::from_sources(POLICIES)?)
+        }
         Some(arn) => Arc::new(LambdaReviewer::new(aws_sdk_lambda::Client::new(&sdk), arn)),
         None => Arc::new(NoReviewer),
     };
