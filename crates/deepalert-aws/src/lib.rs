@@ -28,6 +28,15 @@ pub fn init_logging(filter: Option<String>) {
         .init();
 }
 
+/// The store as every function builds it: `retention_days` is the TTL of what it writes.
+pub fn store(sdk: &aws_config::SdkConfig, table: String, retention_days: u64) -> DynamoStore {
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        table,
+        chrono::Duration::days(i64::try_from(retention_days).unwrap_or(i64::MAX / 86_400_000)),
+    )
+}
+
 /// The shared SDK configuration, loaded once per cold start.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await

@@ -2,7 +2,7 @@
 //! the task topic (batched), and tells the state machine whether to review.
 
 use deepalert_aws::handlers::{DispatcherDeps, dispatcher};
-use deepalert_aws::{DynamoStore, ExecutionInput, SnsTaskBus, env};
+use deepalert_aws::{ExecutionInput, SnsTaskBus, env};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -16,11 +16,7 @@ async fn main() -> Result<(), Error> {
     let retention_days = env::number("RETENTION_DAYS", 30)?;
 
     let sdk = deepalert_aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        chrono::Duration::days(retention_days as i64),
-    );
+    let store = deepalert_aws::store(&sdk, table, retention_days);
     let bus = SnsTaskBus::new(aws_sdk_sns::Client::new(&sdk), task_topic);
     let settings = PipelineSettings {
         max_attributes_per_report: u32::try_from(max_attributes)?,

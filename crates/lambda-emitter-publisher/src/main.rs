@@ -3,7 +3,7 @@
 //! attributes, for emitters' filter policies.
 
 use deepalert_aws::handlers::{PublishInput, PublisherDeps, emitter_publisher};
-use deepalert_aws::{DynamoStore, SnsEmitter, env};
+use deepalert_aws::{SnsEmitter, env};
 use deepalert_core::ports::SystemClock;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -15,11 +15,7 @@ async fn main() -> Result<(), Error> {
     let retention_days = env::number("RETENTION_DAYS", 30)?;
 
     let sdk = deepalert_aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        chrono::Duration::days(retention_days as i64),
-    );
+    let store = deepalert_aws::store(&sdk, table, retention_days);
     let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic);
     let deps = PublisherDeps {
         store: &store,

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::handlers::{GatewayDeps, inspector_gateway};
-use deepalert_aws::{DynamoStore, SnsTaskBus, env};
+use deepalert_aws::{SnsTaskBus, env};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -18,11 +18,7 @@ async fn main() -> Result<(), Error> {
     let retention_days = env::number("RETENTION_DAYS", 30)?;
 
     let sdk = deepalert_aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        chrono::Duration::days(retention_days as i64),
-    );
+    let store = deepalert_aws::store(&sdk, table, retention_days);
     let bus = SnsTaskBus::new(aws_sdk_sns::Client::new(&sdk), task_topic);
     let settings = PipelineSettings {
         max_attribute_depth: u32::try_from(max_depth)?,

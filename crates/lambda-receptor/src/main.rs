@@ -3,7 +3,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::handlers::{ReceptorDeps, receptor};
-use deepalert_aws::{DynamoStore, SfnWorkflow, env};
+use deepalert_aws::{SfnWorkflow, env};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -19,11 +19,7 @@ async fn main() -> Result<(), Error> {
     let retention_days = env::number("RETENTION_DAYS", 30)?;
 
     let sdk = deepalert_aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        chrono::Duration::days(retention_days as i64),
-    );
+    let store = deepalert_aws::store(&sdk, table, retention_days);
     let workflow = SfnWorkflow::new(
         aws_sdk_sfn::Client::new(&sdk),
         state_machine,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use deepalert_aws::handlers::{ReviewInput, review_invoker};
-use deepalert_aws::{DynamoStore, LambdaReviewer, env};
+use deepalert_aws::{LambdaReviewer, env};
 use deepalert_core::ports::{PortResult, Reviewer};
 use deepalert_core::{Report, ReviewResult};
 use deepalert_plugins::PolicyReviewer;
@@ -32,12 +32,8 @@ async fn main() -> Result<(), Error> {
     let reviewer_arn = env::optional("REVIEWER_LAMBDA_ARN");
 
     let sdk = deepalert_aws::sdk_config().await;
-    // Reads only: items it writes never exist, so retention does not matter here.
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        chrono::Duration::days(30),
-    );
+    // Reads only: it writes nothing, so the retention does not matter here.
+    let store = deepalert_aws::store(&sdk, table, 30);
     let reviewer: Arc<dyn Reviewer> = match reviewer_arn {
         _ if !POLICIES.is_empty() => {
             if reviewer_arn.is_some() {

@@ -22,10 +22,7 @@ use deepalert_aws::handlers::{self, DispatcherDeps, GatewayDeps, PublisherDeps, 
 use deepalert_aws::{DynamoStore, LambdaReviewer, SfnWorkflow, SnsEmitter, SnsTaskBus};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
-use deepalert_core::{
-    AttrType, Attribute, FindingContent, InspectionReport, InspectorOutput, Report, ReviewResult,
-    Severity, Task,
-};
+use deepalert_core::{InspectionReport, Report, Task};
 use deepalert_testkit::moto::Moto;
 use deepalert_testkit::{free_port, repo_root};
 use serde_json::{Value, json};
@@ -358,7 +355,11 @@ async fn invoke(
             "reviewer" => {
                 let report: Report =
                     serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                Ok(json!(example_reviewer(&report)))
+                // The example reviewer, as its Lambda entry point would run it.
+                deepalert_examples::review(report)
+                    .await
+                    .map(|v| json!(v))
+                    .map_err(|e| e.to_string())
             }
             "failing-reviewer" => {
                 Err("policy bundle failed to load: unexpected token at line 3".into())
@@ -400,79 +401,6 @@ impl Host {
         tokio::spawn(async move { axum::serve(listener, app).await });
         host
     }
-}
-
-/// The example policy (same as examples/plugins/reviewer.py): a threat-listed address
-/// reaching one of our hosts is urgent.
-pub fn example_reviewer(report: &Report) -> ReviewResult {
-    let threat = report.sections.iter().any(|s| {
-        s.hosts.iter().any(|h| {
-            h.content
-                .activities
-                .iter()
-                .any(|a| a.service_name == "threat-list")
-        })
-    });
-    let ours = report
-        .sections
-        .iter()
-        .any(|s| s.hosts.iter().any(|h| !h.content.hostname.is_empty()));
-    match (threat, ours) {
-        (true, true) => ReviewResult {
-            severity: Severity::Urgent,
-            reason: "threat-listed address reached our host web-1".into(),
-        },
-        (true, false) => {
-            ReviewResult::unclassified("threat-listed address; no host of ours involved")
-        }
-        _ => ReviewResult {
-            severity: Severity::Safe,
-            reason: "no attribute is on the threat list".into(),
-        },
-    }
-}
-
-/// The example inspector (same tables as examples/plugins/inspector.py).
-pub fn example_inspector(task: &Task) -> InspectorOutput {
-    use deepalert_core::finding::{ContentHost, ContentUser, EntityActivity};
-    let v = task.attribute.value.as_str();
-    let mut out = InspectorOutput::default();
-    match (task.attribute.attr_type, v) {
-        (AttrType::Ipaddr, "198.51.100.23" | "198.51.100.99") => {
-            out.findings.push(FindingContent::Host(ContentHost {
-                ipaddr: vec![v.into()],
-                activities: vec![EntityActivity {
-                    service_name: "threat-list".into(),
-                    action: "SSH brute-force botnet (example threat list)".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }));
-        }
-        (AttrType::Ipaddr, "10.0.1.23") => {
-            out.findings.push(FindingContent::Host(ContentHost {
-                ipaddr: vec![v.into()],
-                hostname: vec!["web-1".into()],
-                owner: vec!["alice".into()],
-                ..Default::default()
-            }));
-            out.attributes.push(Attribute::new(
-                AttrType::Username,
-                "owner of web-1",
-                "alice",
-                &[],
-            ));
-        }
-        (AttrType::Username, "alice") => out.findings.push(FindingContent::User(ContentUser {
-            activities: vec![EntityActivity {
-                service_name: "aws-console".into(),
-                action: "ConsoleLogin".into(),
-                ..Default::default()
-            }],
-        })),
-        _ => {}
-    }
-    out
 }
 
 // ---- Event source mappings ----
@@ -748,7 +676,9 @@ impl Stack {
                             report_id: task.report_id,
                             author: "example-inspector".into(),
                             attribute: task.attribute.clone(),
-                            output: example_inspector(&task),
+                            output: deepalert_examples::inspect(task.clone())
+                                .await
+                                .expect("example inspector"),
                             error: None,
                         };
                         sqs.send_message()
