@@ -103,9 +103,9 @@ pub(crate) async fn check(
     )))
 }
 
-/// One line saying what the report is about, for titles and summaries.
-pub(crate) fn headline(report: &Report) -> String {
-    let rule = report
+/// The rule's name, or its id when it has none.
+pub(crate) fn rule_label(report: &Report) -> String {
+    report
         .alerts
         .first()
         .map(|a| {
@@ -115,7 +115,12 @@ pub(crate) fn headline(report: &Report) -> String {
                 a.rule_name.clone()
             }
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// One line saying what the report is about, for titles and summaries.
+pub(crate) fn headline(report: &Report) -> String {
+    let rule = rule_label(report);
     let severity = report
         .result
         .as_ref()

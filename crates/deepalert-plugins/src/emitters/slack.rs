@@ -7,7 +7,7 @@ use deepalert_core::{Report, Severity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{check, findings_summary, headline, http_client, report_link};
+use super::{check, findings_summary, headline, http_client, report_link, rule_label};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,17 +45,7 @@ pub fn message(report: &Report, link_base: &Option<String>) -> Value {
         Some(Severity::Safe) => (":white_check_mark:", "safe"),
         _ => (":grey_question:", "unclassified"),
     };
-    let rule = report
-        .alerts
-        .first()
-        .map(|a| {
-            if a.rule_name.is_empty() {
-                a.rule_id.clone()
-            } else {
-                a.rule_name.clone()
-            }
-        })
-        .unwrap_or_default();
+    let rule = rule_label(report);
     let attrs: Vec<String> = report
         .attributes
         .iter()

@@ -1,42 +1,23 @@
 //! AbuseIPDB (API v2): abuse reports about IP addresses. See README.md in this folder.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use deepalert_core::finding::{ContentHost, EntityActivity};
 use deepalert_core::ports::{InspectorPlugin, PluginError};
 use deepalert_core::{AttrType, FindingContent, InspectorOutput, Task};
 use serde_json::Value;
 
-use super::reputation::{ApiKey, Cache, CommonOptions, RateLimit, get_json};
+use super::reputation::{ApiKey, CommonOptions, Provider};
 
 pub const BASE_URL: &str = "https://api.abuseipdb.com/api/v2";
 /// Reports older than this are not counted.
 pub const MAX_AGE_DAYS: u32 = 90;
 
-pub struct AbuseIpDb {
-    key: ApiKey,
-    base: String,
-    cache: Cache,
-    limit: RateLimit,
-    client: reqwest::Client,
-}
+pub struct AbuseIpDb(Provider);
 
 impl AbuseIpDb {
     pub fn new(options: &CommonOptions, key: ApiKey) -> Self {
-        AbuseIpDb {
-            key,
-            base: options
-                .base_url
-                .clone()
-                .unwrap_or_else(|| BASE_URL.into())
-                .trim_end_matches('/')
-                .into(),
-            cache: Cache::new(options.cache_ttl.unwrap_or(Duration::from_secs(6 * 3600))),
-            // The free plan allows 1000 checks a day: about 0.7 a minute; allow bursts of 60.
-            limit: RateLimit::per_minute(options.requests_per_minute.unwrap_or(60)),
-            client: crate::emitters::http_client(),
-        }
+        // The free plan allows 1000 checks a day: about 0.7 a minute; allow bursts of 60.
+        AbuseIpDb(Provider::new("abuseipdb", options, key, BASE_URL, 60))
     }
 }
 
@@ -89,23 +70,17 @@ impl InspectorPlugin for AbuseIpDb {
         if ip.parse::<std::net::IpAddr>().is_err() {
             return Ok(InspectorOutput::default());
         }
-        if let Some(hit) = self.cache.get(ip) {
-            return Ok(hit);
-        }
-        let request = self
-            .client
-            .get(format!("{}/check", self.base))
+        let p = &self.0;
+        let request = p
+            .http
+            .get(format!("{}/check", p.base))
             .query(&[
                 ("ipAddress", ip),
                 ("maxAgeInDays", &MAX_AGE_DAYS.to_string()),
             ])
-            .header("Key", self.key.expose())
+            .header("Key", p.key.expose())
             .header("Accept", "application/json");
-        let mut out = InspectorOutput::default();
-        if let Some(body) = get_json("abuseipdb", &self.limit, request).await? {
-            out.findings.push(finding(ip, &body["data"]));
-        }
-        self.cache.put(ip.to_string(), out.clone());
-        Ok(out)
+        p.lookup(ip, request, |body| finding(ip, &body["data"]))
+            .await
     }
 }

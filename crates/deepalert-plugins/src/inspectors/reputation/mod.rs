@@ -137,6 +137,59 @@ impl RateLimit {
     }
 }
 
+/// What a reputation inspector needs to call its provider: key, base URL, cache, rate
+/// limit and HTTP client, built from the common options.
+pub struct Provider {
+    pub name: &'static str,
+    pub key: ApiKey,
+    pub base: String,
+    pub cache: Cache,
+    pub limit: RateLimit,
+    pub http: reqwest::Client,
+}
+
+impl Provider {
+    pub fn new(
+        name: &'static str,
+        options: &CommonOptions,
+        key: ApiKey,
+        default_base: &str,
+        default_per_minute: u32,
+    ) -> Self {
+        Provider {
+            name,
+            key,
+            base: options
+                .base_url
+                .clone()
+                .unwrap_or_else(|| default_base.into())
+                .trim_end_matches('/')
+                .into(),
+            cache: Cache::new(options.cache_ttl.unwrap_or(Duration::from_secs(6 * 3600))),
+            limit: RateLimit::per_minute(options.requests_per_minute.unwrap_or(default_per_minute)),
+            http: crate::emitters::http_client(),
+        }
+    }
+
+    /// Cached answer for `cache_key`, or `request` (rate limited) turned into findings.
+    pub async fn lookup(
+        &self,
+        cache_key: &str,
+        request: reqwest::RequestBuilder,
+        findings: impl FnOnce(&serde_json::Value) -> deepalert_core::FindingContent,
+    ) -> Result<InspectorOutput, PluginError> {
+        if let Some(hit) = self.cache.get(cache_key) {
+            return Ok(hit);
+        }
+        let mut out = InspectorOutput::default();
+        if let Some(body) = get_json(self.name, &self.limit, request).await? {
+            out.findings.push(findings(&body));
+        }
+        self.cache.put(cache_key.to_string(), out.clone());
+        Ok(out)
+    }
+}
+
 /// The shared request path: rate limit, GET, and the status mapping. `Ok(None)` is 404.
 pub async fn get_json(
     provider: &str,

@@ -1,8 +1,6 @@
 //! VirusTotal (API v3): reputation of IP addresses, domains, URLs and file hashes.
 //! See README.md in this folder.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use deepalert_core::finding::{
     ContentBinary, ContentHost, EntityActivity, EntityMalware, EntityMalwareScan,
@@ -11,33 +9,16 @@ use deepalert_core::ports::{InspectorPlugin, PluginError};
 use deepalert_core::{AttrType, FindingContent, InspectorOutput, Task};
 use serde_json::Value;
 
-use super::reputation::{ApiKey, Cache, CommonOptions, RateLimit, get_json};
+use super::reputation::{ApiKey, CommonOptions, Provider};
 
 pub const BASE_URL: &str = "https://www.virustotal.com/api/v3";
 
-pub struct VirusTotal {
-    key: ApiKey,
-    base: String,
-    cache: Cache,
-    limit: RateLimit,
-    client: reqwest::Client,
-}
+pub struct VirusTotal(Provider);
 
 impl VirusTotal {
     pub fn new(options: &CommonOptions, key: ApiKey) -> Self {
-        VirusTotal {
-            key,
-            base: options
-                .base_url
-                .clone()
-                .unwrap_or_else(|| BASE_URL.into())
-                .trim_end_matches('/')
-                .into(),
-            cache: Cache::new(options.cache_ttl.unwrap_or(Duration::from_secs(6 * 3600))),
-            // The public API allows 4 lookups a minute.
-            limit: RateLimit::per_minute(options.requests_per_minute.unwrap_or(4)),
-            client: crate::emitters::http_client(),
-        }
+        // The public API allows 4 lookups a minute.
+        VirusTotal(Provider::new("virustotal", options, key, BASE_URL, 4))
     }
 
     fn path(t: AttrType, value: &str) -> Option<String> {
@@ -134,20 +115,15 @@ impl InspectorPlugin for VirusTotal {
         let Some(path) = Self::path(t, value) else {
             return Ok(InspectorOutput::default());
         };
-        if let Some(hit) = self.cache.get(&path) {
-            return Ok(hit);
-        }
-        let request = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header("x-apikey", self.key.expose())
+        let p = &self.0;
+        let request = p
+            .http
+            .get(format!("{}{path}", p.base))
+            .header("x-apikey", p.key.expose())
             .header("accept", "application/json");
-        let mut out = InspectorOutput::default();
-        if let Some(body) = get_json("virustotal", &self.limit, request).await? {
-            out.findings
-                .push(finding(t, value, &body["data"]["attributes"]));
-        }
-        self.cache.put(path, out.clone());
-        Ok(out)
+        p.lookup(&path, request, |body| {
+            finding(t, value, &body["data"]["attributes"])
+        })
+        .await
     }
 }
