@@ -44,14 +44,31 @@ pub struct ReceptorDeps<'a> {
     pub settings: &'a PipelineSettings,
 }
 
+/// Runs `handle` on each record's body (unwrapped from an SNS envelope) and reports the
+/// records it failed, alone (partial batch response): the others are not retried.
+async fn each_record<F, Fut>(event: &SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ()>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let id = record.message_id.clone().unwrap_or_else(|| "?".into());
+        let body = unwrap_sns_envelope(record.body.as_deref().unwrap_or("")).into_owned();
+        if handle(id, body).await.is_err() {
+            response
+                .batch_item_failures
+                .extend(failure(record.message_id.as_ref()));
+        }
+    }
+    response
+}
+
 /// Alert queue → stored alert + started execution. Only the records that failed are
 /// reported (partial batch response), so one bad alert does not retry the others; it
 /// goes to the DLQ after the queue's maxReceiveCount, with the reason in the log.
 pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in &event.records {
-        let id = record.message_id.as_deref().unwrap_or("?");
-        let body = unwrap_sns_envelope(record.body.as_deref().unwrap_or(""));
+    each_record(&event, |id, body| async move {
         let outcome = match parse_alert(body.as_bytes()) {
             Ok(alert) => services::receive_alert(
                 deps.store,
@@ -64,28 +81,24 @@ pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchRespo
             .map(|_| ()),
             Err(AlertError::Invalid(v)) => Err(PipelineError::Invalid(v)),
             Err(e @ AlertError::Parse(_)) => {
-                error!(message_id = id, error = %e, "alert refused; it will go to the DLQ");
-                response
-                    .batch_item_failures
-                    .extend(failure(record.message_id.as_ref()));
-                continue;
+                error!(message_id = %id, error = %e, "alert refused; it will go to the DLQ");
+                return Err(());
             }
         };
-        if let Err(e) = outcome {
+        outcome.map_err(|e| {
             if e.is_retryable() {
-                warn!(message_id = id, error = %e, "alert not stored; will be retried");
+                warn!(message_id = %id, error = %e, "alert not stored; will be retried");
             } else {
-                error!(message_id = id, error = %e, "alert refused; it will go to the DLQ");
+                error!(message_id = %id, error = %e, "alert refused; it will go to the DLQ");
             }
-            response
-                .batch_item_failures
-                .extend(failure(record.message_id.as_ref()));
-        }
-    }
-    response
+        })
+    })
+    .await
 }
 
-pub struct DispatcherDeps<'a> {
+/// What the dispatcher and the inspector gateway need: both claim attributes and
+/// publish tasks.
+pub struct TaskDeps<'a> {
     pub store: &'a dyn Store,
     pub bus: &'a dyn TaskBus,
     pub clock: &'a dyn Clock,
@@ -101,7 +114,7 @@ pub struct DispatchOutput {
 
 /// State-machine task: sends the run's new attributes to the task topic.
 pub async fn dispatcher(
-    deps: &DispatcherDeps<'_>,
+    deps: &TaskDeps<'_>,
     input: ExecutionInput,
 ) -> Result<DispatchOutput, PipelineError> {
     let run: WorkflowRun = input.run;
@@ -112,41 +125,22 @@ pub async fn dispatcher(
     })
 }
 
-pub struct GatewayDeps<'a> {
-    pub store: &'a dyn Store,
-    pub bus: &'a dyn TaskBus,
-    pub clock: &'a dyn Clock,
-    pub settings: &'a PipelineSettings,
-}
-
 /// Inspection queue → stored findings and new tasks. Messages are `InspectionReport`s
 /// (raw, or inside an SNS envelope); a malformed one is reported failed (→ DLQ).
-pub async fn inspector_gateway(deps: &GatewayDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in &event.records {
-        let id = record.message_id.as_deref().unwrap_or("?");
-        let body = unwrap_sns_envelope(record.body.as_deref().unwrap_or(""));
-        let msg: InspectionReport = match serde_json::from_str(&body) {
-            Ok(m) => m,
-            Err(e) => {
-                error!(message_id = id, error = %e, "inspection message refused; it will go to the DLQ");
-                response
-                    .batch_item_failures
-                    .extend(failure(record.message_id.as_ref()));
-                continue;
-            }
-        };
+pub async fn inspector_gateway(deps: &TaskDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    each_record(&event, |id, body| async move {
+        let msg: InspectionReport = serde_json::from_str(&body).map_err(|e| {
+            error!(message_id = %id, error = %e, "inspection message refused; it will go to the DLQ");
+        })?;
         let report_id = msg.report_id;
-        if let Err(e) =
-            services::accept_inspection(deps.store, deps.bus, deps.clock, deps.settings, msg).await
-        {
-            warn!(report_id = %report_id, message_id = id, error = %e, "inspection not stored");
-            response
-                .batch_item_failures
-                .extend(failure(record.message_id.as_ref()));
-        }
-    }
-    response
+        services::accept_inspection(deps.store, deps.bus, deps.clock, deps.settings, msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                warn!(report_id = %report_id, message_id = %id, error = %e, "inspection not stored");
+            })
+    })
+    .await
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! dispatcher: state-machine task. Publishes a task per attribute new to the report to
 //! the task topic (batched), and tells the state machine whether to review.
 
-use deepalert_aws::handlers::{DispatcherDeps, dispatcher};
+use deepalert_aws::handlers::{TaskDeps, dispatcher};
 use deepalert_aws::{ExecutionInput, SnsTaskBus, env};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         max_attributes_per_report: u32::try_from(max_attributes)?,
         ..PipelineSettings::default()
     };
-    let deps = DispatcherDeps {
+    let deps = TaskDeps {
         store: &store,
         bus: &bus,
         clock: &SystemClock,

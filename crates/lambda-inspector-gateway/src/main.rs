@@ -2,7 +2,7 @@
 //! findings and new tasks for the new attributes, within the depth and count bounds.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use deepalert_aws::handlers::{GatewayDeps, inspector_gateway};
+use deepalert_aws::handlers::{TaskDeps, inspector_gateway};
 use deepalert_aws::{SnsTaskBus, env};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         max_attributes_per_report: u32::try_from(max_attributes)?,
         ..PipelineSettings::default()
     };
-    let deps = GatewayDeps {
+    let deps = TaskDeps {
         store: &store,
         bus: &bus,
         clock: &SystemClock,

@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::post;
-use deepalert_aws::handlers::{self, DispatcherDeps, GatewayDeps, PublisherDeps, ReceptorDeps};
+use deepalert_aws::handlers::{self, PublisherDeps, ReceptorDeps, TaskDeps};
 use deepalert_aws::{DynamoStore, LambdaReviewer, SfnWorkflow, SnsEmitter, SnsTaskBus};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
@@ -322,7 +322,7 @@ async fn invoke(
         match name.as_str() {
             "dispatcher" => {
                 let input = serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                let d = DispatcherDeps {
+                let d = TaskDeps {
                     store: &deps.store,
                     bus: &deps.bus,
                     clock: &SystemClock,
@@ -647,7 +647,7 @@ impl Stack {
                 let deps = deps.clone();
                 async move {
                     let d = deps.get().unwrap();
-                    let g = GatewayDeps {
+                    let g = TaskDeps {
                         store: &d.store,
                         bus: &d.bus,
                         clock: &SystemClock,
