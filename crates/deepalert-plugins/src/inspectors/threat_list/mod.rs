@@ -223,6 +223,14 @@ fn activity(source: &str, what: String) -> EntityActivity {
     }
 }
 
+/// One activity per list the indicator is on.
+fn listed_by(sources: &[String]) -> Vec<EntityActivity> {
+    sources
+        .iter()
+        .map(|s| activity(s, format!("listed by {s}")))
+        .collect()
+}
+
 #[async_trait]
 impl InspectorPlugin for ThreatListInspector {
     async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
@@ -235,10 +243,7 @@ impl InspectorPlugin for ThreatListInspector {
                     if !sources.is_empty() {
                         out.findings.push(FindingContent::Host(ContentHost {
                             ipaddr: vec![value.into()],
-                            activities: sources
-                                .iter()
-                                .map(|s| activity(s, format!("listed by {s}")))
-                                .collect(),
+                            activities: listed_by(&sources),
                             ..Default::default()
                         }));
                     }
@@ -267,10 +272,7 @@ impl InspectorPlugin for ThreatListInspector {
                                 ..Default::default()
                             })
                             .collect(),
-                        activities: sources
-                            .iter()
-                            .map(|s| activity(s, format!("listed by {s}")))
-                            .collect(),
+                        activities: listed_by(sources),
                         ..Default::default()
                     }));
                 }
@@ -286,10 +288,7 @@ impl InspectorPlugin for ThreatListInspector {
                                 ..Default::default()
                             })
                             .collect(),
-                        activities: sources
-                            .iter()
-                            .map(|s| activity(s, format!("listed by {s}")))
-                            .collect(),
+                        activities: listed_by(sources),
                         ..Default::default()
                     }));
                 }
