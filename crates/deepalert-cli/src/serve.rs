@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use deepalert_core::ports::SystemClock;
 use deepalert_local::{Config, Engine, SqliteStore, server};
+use deepalert_plugins::Secrets;
 use tracing::{error, info};
 
 #[derive(Args)]
@@ -54,14 +55,16 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         )
     })?;
 
-    let secret = |var: &str| std::env::var(var).ok();
     let aws = if config.needs_aws() {
         Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
     } else {
         None
     };
+    // Secrets come from the environment, or from Secrets Manager / SSM where it points.
+    let secrets = Secrets::new(|name| std::env::var(name).ok(), aws.clone());
     let plugins = config
-        .plugins(Arc::new(store.clone()), &secret, aws.as_ref())
+        .plugins(Arc::new(store.clone()), &secrets, aws.as_ref())
+        .await
         .map_err(|e| e.to_string())?;
     let engine = Engine::new(
         store,

@@ -12,7 +12,7 @@ use deepalert_core::services::PipelineSettings;
 use serde::Deserialize;
 
 use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
-use deepalert_plugins::{BuiltinError, PolicyReviewer, builtin};
+use deepalert_plugins::{BuiltinError, PolicyReviewer, SecretSource, builtin};
 
 use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
 use crate::plugins::{EmitterEntry, InspectorEntry, NoReviewer, Plugins};
@@ -322,11 +322,11 @@ impl Config {
     /// with a `/` (like `./inspector.py`) is resolved there too, a bare name via `PATH`.
     /// Policies, lists and built-ins are loaded (and checked) here, so a broken one stops
     /// start-up. `state` is where built-in emitters remember what they sent; `secret`
-    /// looks up the environment variables their options name.
-    pub fn plugins(
+    /// looks up the secrets their options name.
+    pub async fn plugins(
         &self,
         state: Arc<dyn PluginState>,
-        secret: &dyn Fn(&str) -> Option<String>,
+        secret: &dyn SecretSource,
         aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Plugins, ConfigError> {
         let ctx = builtin::Context {
@@ -350,6 +350,7 @@ impl Config {
         for (i, p) in self.inspectors.iter().enumerate() {
             let plugin: Arc<dyn InspectorPlugin> = match &p.builtin {
                 Some(kind) => builtin::inspector(kind, options_json(p), &ctx)
+                    .await
                     .map_err(|e| builtin_error(format!("inspector[{i}]"), e))?,
                 None => Arc::new(ExecInspector(self.exec(p))),
             };
@@ -367,6 +368,7 @@ impl Config {
             let name = p.name.clone().unwrap_or_default();
             let plugin: Arc<dyn EmitterPlugin> = match &p.builtin {
                 Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx)
+                    .await
                     .map_err(|e| builtin_error(format!("emitter[{i}]"), e))?,
                 None => Arc::new(ExecEmitter(self.exec(p))),
             };
@@ -454,8 +456,8 @@ mod tests {
         assert!(c.inspectors.is_empty() && c.reviewer.is_none());
     }
 
-    #[test]
-    fn full_file() {
+    #[tokio::test]
+    async fn full_file() {
         let c = parse(
             r#"
             listen = "127.0.0.1:9000"
@@ -487,7 +489,8 @@ mod tests {
         assert_eq!(c.pipeline.review_delay, Duration::from_secs(60));
         assert_eq!(c.pipeline_settings().max_attribute_depth, 2);
         assert_eq!(c.inspectors[0].attribute_types.as_ref().unwrap().len(), 2);
-        let p = c.plugins(Arc::new(NoState), &|_| None, None).unwrap();
+        let secrets = deepalert_plugins::Secrets::new(|_| None, None);
+        let p = c.plugins(Arc::new(NoState), &secrets, None).await.unwrap();
         assert_eq!(p.inspectors[0].name, "intel");
         assert!(p.inspectors[0].wants(AttrType::Domain));
         assert!(!p.inspectors[0].wants(AttrType::Username));

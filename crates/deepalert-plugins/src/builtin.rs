@@ -10,6 +10,7 @@ use crate::BuiltinError;
 use crate::emitters::{self, OnChange};
 use crate::inspectors::reputation::{ApiKey, CommonOptions};
 use crate::inspectors::{abuseipdb, aws_context, inventory, threat_list, virustotal};
+use crate::secrets::SecretSource;
 
 pub const INSPECTORS: &[&str] = &[
     "threat-list",
@@ -28,8 +29,8 @@ pub struct Context<'a> {
     pub base_dir: &'a Path,
     /// Where emitters remember what they sent.
     pub state: Arc<dyn PluginState>,
-    /// Looks a secret up by the environment-variable name the options give.
-    pub secret: &'a dyn Fn(&str) -> Option<String>,
+    /// Looks up the secrets the options name (`*_env`): see [`crate::secrets`].
+    pub secret: &'a dyn SecretSource,
     /// AWS SDK configuration, loaded by the caller when a built-in in [`NEEDS_AWS`] is used.
     pub aws: Option<&'a aws_config::SdkConfig>,
 }
@@ -38,13 +39,16 @@ fn options<T: DeserializeOwned>(kind: &str, value: serde_json::Value) -> Result<
     serde_json::from_value(value).map_err(|e| BuiltinError::new(format!("options of {kind}: {e}")))
 }
 
-fn secret(ctx: &Context<'_>, var: &str) -> Result<String, BuiltinError> {
-    (ctx.secret)(var)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| BuiltinError::new(format!("environment variable {var} is not set")))
+/// Whether `kind` names a built-in inspector, a built-in emitter, or neither.
+pub fn is_inspector(kind: &str) -> bool {
+    INSPECTORS.contains(&kind)
 }
 
-pub fn inspector(
+pub fn is_emitter(kind: &str) -> bool {
+    EMITTERS.contains(&kind)
+}
+
+pub async fn inspector(
     kind: &str,
     value: serde_json::Value,
     ctx: &Context<'_>,
@@ -60,7 +64,7 @@ pub fn inspector(
         )?),
         "virustotal" => {
             let o: CommonOptions = options(kind, value)?;
-            let key = ApiKey::new(secret(ctx, &o.api_key_env)?);
+            let key = ApiKey::new(ctx.secret.secret(&o.api_key_env).await?);
             Arc::new(virustotal::VirusTotal::new(&o, key))
         }
         "aws-context" => {
@@ -71,7 +75,7 @@ pub fn inspector(
         }
         "abuseipdb" => {
             let o: CommonOptions = options(kind, value)?;
-            let key = ApiKey::new(secret(ctx, &o.api_key_env)?);
+            let key = ApiKey::new(ctx.secret.secret(&o.api_key_env).await?);
             Arc::new(abuseipdb::AbuseIpDb::new(&o, key))
         }
         other => {
@@ -84,7 +88,7 @@ pub fn inspector(
 }
 
 /// The emitter, sending on change only.
-pub fn emitter(
+pub async fn emitter(
     name: &str,
     kind: &str,
     value: serde_json::Value,
@@ -94,13 +98,13 @@ pub fn emitter(
         "slack" => {
             let o: emitters::slack::Options = options(kind, value)?;
             Arc::new(emitters::slack::Slack::new(
-                secret(ctx, &o.webhook_url_env)?,
+                ctx.secret.secret(&o.webhook_url_env).await?,
                 o.link_base,
             ))
         }
         "pagerduty" => {
             let o: emitters::pagerduty::Options = options(kind, value)?;
-            let key = secret(ctx, &o.routing_key_env)?;
+            let key = ctx.secret.secret(&o.routing_key_env).await?;
             Arc::new(emitters::pagerduty::PagerDuty::new(
                 name,
                 key,
@@ -110,7 +114,7 @@ pub fn emitter(
         }
         "github" => {
             let o: emitters::github::Options = options(kind, value)?;
-            let token = secret(ctx, &o.token_env)?;
+            let token = ctx.secret.secret(&o.token_env).await?;
             Arc::new(emitters::github::GitHubIssues::new(
                 name,
                 token,
@@ -122,7 +126,7 @@ pub fn emitter(
             let o: emitters::webhook::Options = options(kind, value)?;
             Arc::new(emitters::webhook::Webhook::new(
                 o.url.clone(),
-                secret(ctx, &o.secret_env)?,
+                ctx.secret.secret(&o.secret_env).await?,
             ))
         }
         "jsonl" => {

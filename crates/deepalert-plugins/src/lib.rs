@@ -5,8 +5,10 @@ pub mod builtin;
 pub mod emitters;
 pub mod inspectors;
 pub mod policy;
+pub mod secrets;
 
 pub use policy::{PolicyError, PolicyReviewer};
+pub use secrets::{SecretSource, Secrets};
 
 /// A built-in plug-in could not be set up (bad options, unreadable file…).
 #[derive(Debug, Clone, thiserror::Error)]

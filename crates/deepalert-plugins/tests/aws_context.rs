@@ -1,6 +1,5 @@
 //! The AWS context inspector against moto: EC2 instances with tags, IAM users with keys.
 
-use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use deepalert_core::ports::InspectorPlugin;
 use deepalert_core::{AttrType, Attribute, FindingContent, ReportId, Task};
@@ -19,14 +18,7 @@ fn task(t: AttrType, v: &str) -> Task {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ips_become_instances_and_user_names_iam_users() {
     let moto = Moto::start(None).await;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
-        .load()
-        .await;
+    let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     let run = ec2
