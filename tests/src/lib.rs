@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod lambda_runtime;
 pub mod moto;
 
 /// The repository root (this crate lives in `tests/`).

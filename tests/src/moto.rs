@@ -18,6 +18,40 @@ pub fn venv_tool(name: &str) -> PathBuf {
     path
 }
 
+pub const REGION: &str = "us-east-1";
+
+/// A table as deepalert's tables are keyed: string keys `pk` (hash) and `sk` (range).
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create table");
+    name.to_string()
+}
+
 pub struct Moto {
     child: Child,
     pub endpoint: String,
@@ -79,6 +113,28 @@ impl Moto {
             .await
             .expect("moto config");
         assert!(resp.status().is_success(), "moto config: {}", resp.status());
+    }
+
+    /// SDK configuration for clients of this moto (region us-east-1, test credentials).
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+
+    /// The environment a child process needs to reach this moto with the same identity.
+    pub fn env(&self) -> [(&'static str, String); 4] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", REGION.into()),
+        ]
     }
 
     pub fn log(&self) -> String {

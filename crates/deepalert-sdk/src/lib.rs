@@ -58,11 +58,12 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     // Lambda: JSON lines for CloudWatch. Exec: stdout is the answer, so logs go to stderr.
-    if on_lambda() {
-        fmt.json().without_time().init();
+    // A binary that set up logging itself keeps its own (hence `try_init`).
+    let _ = if on_lambda() {
+        fmt.json().without_time().try_init()
     } else {
-        fmt.with_writer(std::io::stderr).with_ansi(false).init();
-    }
+        fmt.with_writer(std::io::stderr).with_ansi(false).try_init()
+    };
 }
 
 fn read_stdin<T: serde::de::DeserializeOwned>() -> Result<T, Error> {

@@ -6,87 +6,27 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use deepalert_core::ports::SystemClock;
 use deepalert_core::services::PipelineSettings;
 use deepalert_core::{InspectionReport, ReportStatus, Severity};
 use deepalert_local::plugins::exec::{ExecCommand, ExecInspector};
 use deepalert_local::plugins::{InspectorEntry, Plugins};
 use deepalert_local::{Durability, Engine, RuntimeSettings, SqliteStore};
+use deepalert_testkit::lambda_runtime::RuntimeApi;
 use deepalert_testkit::moto::Moto;
-use deepalert_testkit::{example, free_port, read_json};
+use deepalert_testkit::{example, read_json};
 
 const INSPECTOR: &str = env!("CARGO_BIN_EXE_example-inspector");
 const REVIEWER: &str = env!("CARGO_BIN_EXE_example-reviewer");
 const EMITTER: &str = env!("CARGO_BIN_EXE_example-emitter");
 
-/// A one-invocation Lambda Runtime API: hands out `event`, records the answer.
-#[derive(Clone, Default)]
-struct RuntimeApi {
-    event: Arc<Mutex<Option<String>>>,
-    answers: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
-    let event = api.event.lock().unwrap().take();
-    let Some(event) = event else {
-        // No more work: keep the runtime waiting, as Lambda does between invocations.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        return (HeaderMap::new(), String::new());
-    };
-    let mut h = HeaderMap::new();
-    h.insert("Lambda-Runtime-Aws-Request-Id", "req-1".parse().unwrap());
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000;
-    h.insert(
-        "Lambda-Runtime-Deadline-Ms",
-        deadline.to_string().parse().unwrap(),
-    );
-    h.insert(
-        "Lambda-Runtime-Invoked-Function-Arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:example-inspector"
-            .parse()
-            .unwrap(),
-    );
-    h.insert(
-        "Lambda-Runtime-Trace-Id",
-        "Root=1-5759e988-bd862e3fe1be46a994272793".parse().unwrap(),
-    );
-    (h, event)
-}
-
-async fn respond(
-    State(api): State<RuntimeApi>,
-    UrlPath((id, kind)): UrlPath<(String, String)>,
-    body: String,
-) -> &'static str {
-    api.answers
-        .lock()
-        .unwrap()
-        .push((format!("{id}/{kind}"), body));
-    "{}"
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspector_runs_through_the_lambda_entry_point() {
     let moto = Moto::start(None).await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
-        .load()
-        .await;
+    let sdk = moto.sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = sqs
         .create_queue()
@@ -97,52 +37,33 @@ async fn inspector_runs_through_the_lambda_entry_point() {
         .queue_url
         .unwrap();
 
-    let api = RuntimeApi::default();
     let fixture = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sns-task-event.json"),
     )
     .unwrap();
-    *api.event.lock().unwrap() = Some(fixture);
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
-        .with_state(api.clone());
-    let port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let mut child = Command::new(INSPECTOR)
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "example-inspector")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "stream")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/example-inspector")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
+    let api = RuntimeApi::start(vec![fixture]).await;
+    let mut child = api
+        .command(INSPECTOR, "example-inspector")
+        .envs(moto.env())
         .env("INSPECTION_QUEUE_URL", &queue)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.answers.lock().unwrap().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let answers = api.wait_answers(1, 30).await;
     let _ = child.kill();
     let output = child.wait_with_output().unwrap();
-    let answers = api.answers.lock().unwrap().clone();
     assert_eq!(
         answers.len(),
         1,
         "runtime answers; stderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(answers[0].0, "req-1/response", "{answers:?}");
+    assert_eq!(
+        (answers[0].request_id.as_str(), answers[0].kind.as_str()),
+        ("req-1", "response"),
+        "{answers:?}"
+    );
 
     let got = sqs
         .receive_message()

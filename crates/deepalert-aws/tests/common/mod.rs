@@ -7,11 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use axum::Router;
 use axum::body::Bytes;
@@ -42,14 +39,7 @@ pub struct Aws {
 impl Aws {
     pub async fn start(lambda_forward: Option<&str>) -> Aws {
         let moto = Moto::start(lambda_forward).await;
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await;
+        let sdk = moto.sdk().await;
         Aws {
             ddb: aws_sdk_dynamodb::Client::new(&sdk),
             sns: aws_sdk_sns::Client::new(&sdk),
@@ -63,32 +53,7 @@ impl Aws {
 
     /// The table as `template.yaml` declares it: string keys pk / sk.
     pub async fn create_table(&self, name: &str) -> String {
-        let attr = |n: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |n: &str, t| {
-            KeySchemaElement::builder()
-                .attribute_name(n)
-                .key_type(t)
-                .build()
-                .unwrap()
-        };
-        self.ddb
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk"))
-            .attribute_definitions(attr("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .send()
-            .await
-            .expect("create table");
-        name.to_string()
+        deepalert_testkit::moto::create_table(&self.ddb, name).await
     }
 
     pub async fn create_topic(&self, name: &str) -> String {
