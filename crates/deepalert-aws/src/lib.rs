@@ -4,11 +4,13 @@
 
 pub mod env;
 pub mod handlers;
+pub mod plugin_state;
 pub mod reviewer;
 pub mod sns;
 pub mod store;
 pub mod workflow;
 
+pub use plugin_state::DynamoPluginState;
 pub use reviewer::LambdaReviewer;
 pub use sns::{SnsEmitter, SnsTaskBus};
 pub use store::DynamoStore;

@@ -318,3 +318,51 @@ async fn batch_published_tasks_honour_filter_policies() {
     );
     assert!(envelope["MessageAttributes"]["attribute_type"]["Value"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_state_round_trips_and_expires() {
+    use deepalert_aws::DynamoPluginState;
+    use deepalert_core::ports::PluginState;
+    let aws = Aws::start(None).await;
+    let table = aws.create_table("emitter-state").await;
+    let state = DynamoPluginState::new(aws.ddb.clone(), &table, chrono::Duration::days(3));
+
+    assert_eq!(state.get("sent:slack:r-1").await.unwrap(), None);
+    state.put("sent:slack:r-1", "fp-1").await.unwrap();
+    state.put("sent:slack:r-1", "fp-2").await.unwrap();
+    state.put("sent:pagerduty:r-1", "fp-9").await.unwrap();
+    assert_eq!(
+        state.get("sent:slack:r-1").await.unwrap().as_deref(),
+        Some("fp-2")
+    );
+    assert_eq!(
+        state.get("sent:pagerduty:r-1").await.unwrap().as_deref(),
+        Some("fp-9")
+    );
+    let item = aws
+        .ddb
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("state#sent:slack:r-1".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("-".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now().timestamp()) as f64 / 86400.0;
+    assert!((2.9..=3.1).contains(&days), "{days}");
+
+    // A missing table is an error naming the operation, not "nothing sent yet".
+    let missing =
+        DynamoPluginState::new(aws.ddb.clone(), "no-such-table", chrono::Duration::days(3));
+    let e = missing.get("k").await.unwrap_err().chain();
+    assert!(
+        e.contains("get plug-in state") && e.contains("ResourceNotFound"),
+        "{e}"
+    );
+}
