@@ -1,0 +1,146 @@
+//! `examples/aws/builtins.yaml` is consistent with the `builtin` binary: cfn-lint clean;
+//! each function sets only variables the binary reads (or secret references for the
+//! secrets its options name), and its options build the built-in they configure.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deepalert_core::ports::{PluginState, PortResult};
+use deepalert_plugins::secrets::{SECRET_ARN_SUFFIX, SSM_PARAMETER_SUFFIX};
+use deepalert_plugins::{BuiltinError, SecretSource, builtin};
+use deepalert_testkit::moto::run_venv_tool;
+use deepalert_testkit::repo_root;
+use serde_yaml::Value;
+
+const TEMPLATE: &str = "examples/aws/builtins.yaml";
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+/// The names `main.rs` reads through `deepalert_aws::env`, plus the SDK's queue variable.
+fn read_by_binary() -> BTreeSet<String> {
+    let main =
+        std::fs::read_to_string(repo_root().join("crates/lambda-builtin/src/main.rs")).unwrap();
+    let mut names: BTreeSet<String> = ["var", "optional", "number", "seconds"]
+        .iter()
+        .flat_map(|f| {
+            let pat = format!("env::{f}(\"");
+            main.match_indices(&pat)
+                .map(|(i, _)| {
+                    let rest = &main[i + pat.len()..];
+                    rest[..rest.find('"').unwrap()].to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.insert(deepalert_sdk::INSPECTION_QUEUE_URL.to_string());
+    names
+}
+
+/// Stands in for the secrets: every one is "x" (only the options' shape is checked).
+struct AnySecret;
+
+#[async_trait]
+impl SecretSource for AnySecret {
+    async fn secret(&self, _: &str) -> Result<String, BuiltinError> {
+        Ok("x".into())
+    }
+}
+
+struct NoState;
+
+#[async_trait]
+impl PluginState for NoState {
+    async fn get(&self, _: &str) -> PortResult<Option<String>> {
+        Ok(None)
+    }
+    async fn put(&self, _: &str, _: &str) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn cfn_lint_is_clean() {
+    let (ok, output) = run_venv_tool("cfn-lint", &[TEMPLATE]);
+    assert!(ok, "cfn-lint {TEMPLATE}:\n{output}");
+}
+
+#[tokio::test]
+async fn each_function_is_configured_as_the_binary_reads_it() {
+    let t = template();
+    let code_uri = t["Globals"]["Function"]["CodeUri"].as_str().unwrap();
+    assert_eq!(code_uri, "../../target/lambda/builtin/bootstrap.zip");
+    let read = read_by_binary();
+    assert!(
+        read.contains("DEEPALERT_BUILTIN") && read.contains("STATE_TABLE"),
+        "{read:?}"
+    );
+
+    let mut seen = 0;
+    for (id, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        seen += 1;
+        let id = id.as_str().unwrap();
+        let vars = r["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap();
+        let names: BTreeSet<String> = vars
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let kind = vars[&Value::from("DEEPALERT_BUILTIN")].as_str().unwrap();
+        let options: serde_json::Value =
+            serde_json::from_str(vars[&Value::from("DEEPALERT_OPTIONS")].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{id}: DEEPALERT_OPTIONS: {e}"));
+
+        // Secrets the options name, each given by exactly one reference.
+        let secrets: Vec<String> = options
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("_env"))
+            .map(|(_, v)| v.as_str().unwrap().to_string())
+            .collect();
+        let mut allowed = read.clone();
+        for s in &secrets {
+            let refs = [
+                s.clone(),
+                format!("{s}{SECRET_ARN_SUFFIX}"),
+                format!("{s}{SSM_PARAMETER_SUFFIX}"),
+            ];
+            let set = refs.iter().filter(|r| names.contains(*r)).count();
+            assert_eq!(set, 1, "{id}: secret {s} is given {set} ways");
+            allowed.extend(refs);
+        }
+        let unknown: Vec<_> = names.difference(&allowed).collect();
+        assert!(
+            unknown.is_empty(),
+            "{id} sets variables nothing reads: {unknown:?}"
+        );
+
+        let ctx = builtin::Context {
+            base_dir: &repo_root(),
+            state: Arc::new(NoState),
+            secret: &AnySecret,
+            aws: None,
+        };
+        if builtin::is_inspector(kind) {
+            assert!(names.contains("INSPECTION_QUEUE_URL"), "{id}");
+            builtin::inspector(kind, options, &ctx)
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+        } else {
+            assert!(builtin::is_emitter(kind), "{id}: {kind} is not a built-in");
+            assert!(names.contains("STATE_TABLE"), "{id}");
+            builtin::emitter(id, kind, options, &ctx)
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+        }
+    }
+    assert_eq!(seen, 2, "an inspector and an emitter");
+}
