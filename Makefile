@@ -4,9 +4,10 @@ CARGO ?= cargo
 ARGS ?=
 VENV := .venv
 PYTHON ?= python3
-LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher
+# The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
+LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher builtin
 
-.PHONY: help serve example test lint fmt bench venv build deploy clean
+.PHONY: help serve example test lint fmt bench venv build deploy deploy-builtins clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +51,9 @@ build: $(VENV)/.build-tools ## Build one arm64 Lambda zip per function into targ
 
 deploy: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Build, then deploy to AWS as configured in deploy.jsonnet and stack.jsonnet
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py
+
+deploy-builtins: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Build `builtin`, then deploy examples/aws/builtins.yaml with builtins.jsonnet
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py --builtins $(ARGS)
 
 clean: ## Remove build outputs
 	$(CARGO) clean

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """`make deploy`: render deploy.jsonnet and stack.jsonnet, then package and deploy
-template.yaml with the AWS CLI.
+template.yaml with the AWS CLI. `make deploy-builtins` (--builtins): the same for the
+built-in plug-ins' stack, examples/aws/builtins.yaml with builtins.jsonnet, deployed as
+<StackName>-builtins next to the deepalert stack.
 
-usage: deploy.py [--dry-run] [--deploy FILE] [--stack FILE]
+usage: deploy.py [--dry-run] [--builtins] [--deploy FILE] [--stack FILE] [--template FILE]
   --dry-run      print the commands and run nothing
-  --deploy/--stack  other configuration files (default: deploy.jsonnet, stack.jsonnet)
+  --builtins     deploy the built-ins' stack (defaults: builtins.jsonnet, examples/aws/builtins.yaml)
+  --deploy/--stack/--template  other files (default: deploy.jsonnet, stack.jsonnet, template.yaml)
 """
 import argparse
 import json
@@ -18,6 +21,7 @@ DEPLOY_FIELDS = {"StackName": str, "Region": str, "CodeS3Bucket": str, "CodeS3Pr
 # stack.jsonnet keys used at build time rather than passed to the template.
 BUILD_FIELDS = {"ReviewerPolicies"}
 LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher"]
+BUILTIN_LAMBDAS = ["builtin"]
 
 
 def fail(msg):
@@ -42,11 +46,13 @@ def render(path):
     return value
 
 
-def template_parameters():
+def template_parameters(template):
     # Parameter names and types, read without a YAML library: the Parameters block is
-    # plain two-level YAML at the top of template.yaml.
+    # plain two-level YAML at the top of the template.
     params, current, inside = {}, None, False
-    with open(os.path.join(ROOT, "template.yaml"), encoding="utf-8") as f:
+    if not os.path.exists(template):
+        fail("%s does not exist" % template)
+    with open(template, encoding="utf-8") as f:
         for line in f:
             if line.startswith("Parameters:"):
                 inside = True
@@ -61,9 +67,27 @@ def template_parameters():
     return params
 
 
-def plan(deploy_path, stack_path):
+def has_default(template, name):
+    # Whether the parameter block of `name` has a Default line (same plain-YAML reading).
+    with open(template, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    try:
+        start = lines.index("  %s:" % name)
+    except ValueError:
+        return True
+    for line in lines[start + 1:]:
+        if not line.startswith("    "):
+            return False
+        if line.strip().startswith("Default:"):
+            return True
+    return False
+
+
+def plan(deploy_path, stack_path, template, builtins=False):
     deploy = render(deploy_path)
     stack = render(stack_path)
+    stack_file = os.path.basename(stack_path)
+    template_file = os.path.basename(template)
     for field, kind in DEPLOY_FIELDS.items():
         if not isinstance(deploy.get(field), kind):
             fail("deploy.jsonnet: %s must be a %s" % (field, kind.__name__))
@@ -72,9 +96,20 @@ def plan(deploy_path, stack_path):
         fail("deploy.jsonnet: unknown field(s) %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(DEPLOY_FIELDS)))
     if deploy["CodeS3Bucket"].startswith("REPLACE-"):
         fail("deploy.jsonnet: set CodeS3Bucket to an S3 bucket of yours in %s" % deploy["Region"])
-    params = template_parameters()
+    params = template_parameters(template)
+    stack_name = deploy["StackName"]
+    lambdas = LAMBDAS
+    if builtins:
+        stack_name = deploy["StackName"] + "-builtins"
+        lambdas = BUILTIN_LAMBDAS
+        # The built-ins import the deepalert stack's exports.
+        if "DeepalertStack" in params:
+            stack.setdefault("DeepalertStack", deploy["StackName"])
+    for key, value in sorted(stack.items()):
+        if isinstance(value, str) and value.startswith("REPLACE-"):
+            fail("%s: set %s (it is still %r)" % (stack_file, key, value))
     build_env = {}
-    policies = stack.pop("ReviewerPolicies", "")
+    policies = stack.pop("ReviewerPolicies", "") if not builtins else ""
     if not isinstance(policies, str):
         fail("stack.jsonnet: ReviewerPolicies must be a string (a directory), got %r" % (policies,))
     if policies:
@@ -85,23 +120,26 @@ def plan(deploy_path, stack_path):
     overrides = []
     for key, value in sorted(stack.items()):
         if key not in params:
-            fail("stack.jsonnet: %s is not a parameter of template.yaml (parameters: %s)" % (key, ", ".join(sorted(params))))
+            fail("%s: %s is not a parameter of %s (parameters: %s)" % (stack_file, key, template_file, ", ".join(sorted(params))))
         if params[key] == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            fail("stack.jsonnet: %s must be a number, got %r" % (key, value))
+            fail("%s: %s must be a number, got %r" % (stack_file, key, value))
         if params[key] == "String" and not isinstance(value, str):
-            fail("stack.jsonnet: %s must be a string, got %r" % (key, value))
+            fail("%s: %s must be a string, got %r" % (stack_file, key, value))
         overrides.append("%s=%s" % (key, value))
-    packaged = os.path.join(ROOT, "target", "packaged.yaml")
-    build = [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build"]
-    return deploy, [
+    missing = [k for k, t in params.items() if k not in stack and not has_default(template, k)]
+    if missing:
+        fail("%s: set %s (parameters of %s without a default)" % (stack_file, ", ".join(missing), template_file))
+    packaged = os.path.join(ROOT, "target", "packaged-%s.yaml" % stack_name)
+    build = [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build", "LAMBDAS=" + " ".join(lambdas)]
+    return deploy, stack_name, lambdas, [
         build,
         ["aws", "sts", "get-caller-identity", "--region", deploy["Region"]],
         ["aws", "cloudformation", "package", "--region", deploy["Region"],
-         "--template-file", os.path.join(ROOT, "template.yaml"),
+         "--template-file", template,
          "--s3-bucket", deploy["CodeS3Bucket"], "--s3-prefix", deploy["CodeS3Prefix"],
          "--output-template-file", packaged],
         ["aws", "cloudformation", "deploy", "--region", deploy["Region"],
-         "--template-file", packaged, "--stack-name", deploy["StackName"],
+         "--template-file", packaged, "--stack-name", stack_name,
          "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND", "--no-fail-on-empty-changeset",
          "--parameter-overrides"] + overrides,
     ]
@@ -110,10 +148,15 @@ def plan(deploy_path, stack_path):
 def main():
     parser = argparse.ArgumentParser(description="Deploy deepalert to AWS.")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--builtins", action="store_true")
     parser.add_argument("--deploy", default=os.path.join(ROOT, "deploy.jsonnet"))
-    parser.add_argument("--stack", default=os.path.join(ROOT, "stack.jsonnet"))
+    parser.add_argument("--stack")
+    parser.add_argument("--template")
     args = parser.parse_args()
-    deploy, commands = plan(args.deploy, args.stack)
+    stack = args.stack or os.path.join(ROOT, "builtins.jsonnet" if args.builtins else "stack.jsonnet")
+    template = os.path.abspath(args.template or os.path.join(
+        ROOT, "examples/aws/builtins.yaml" if args.builtins else "template.yaml"))
+    deploy, stack_name, lambdas, commands = plan(args.deploy, stack, template, args.builtins)
     if args.dry_run:
         for c in commands:
             print(" ".join(c))
@@ -126,19 +169,19 @@ def main():
              "Configure them (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry."
              % (deploy["Region"], check.stderr.strip() or check.stdout.strip()))
     build = commands[0]
-    env = dict(os.environ, **dict(kv.split("=", 1) for kv in build if "=" in kv and not kv.startswith("-")))
-    build_cmd = [c for c in build if "=" not in c]
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in build if "=" in kv and not kv.startswith("LAMBDAS=")))
+    build_cmd = [c for c in build if "=" not in c or c.startswith("LAMBDAS=")]
     print("+ " + " ".join(build), flush=True)
     if subprocess.run(build_cmd, env=env).returncode != 0:
         fail("make build failed")
-    missing = [f for f in LAMBDAS if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
+    missing = [f for f in lambdas if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
     if missing:
         fail("no zip for %s after make build" % ", ".join(missing))
     for c in commands[2:]:
         print("+ " + " ".join(c), flush=True)
         if subprocess.run(c).returncode != 0:
             fail("%s failed" % " ".join(c[:3]))
-    print("deployed stack %s in %s" % (deploy["StackName"], deploy["Region"]))
+    print("deployed stack %s in %s" % (stack_name, deploy["Region"]))
 
 
 if __name__ == "__main__":

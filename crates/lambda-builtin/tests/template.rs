@@ -144,3 +144,86 @@ async fn each_function_is_configured_as_the_binary_reads_it() {
     }
     assert_eq!(seen, 2, "an inspector and an emitter");
 }
+
+fn deploy_builtins_dry_run(stack: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = dir.path().join("deploy.jsonnet");
+    std::fs::write(
+        &deploy,
+        "{ StackName: 'da-test', Region: 'eu-west-1', CodeS3Bucket: 'code-bucket', CodeS3Prefix: 'fn' }",
+    )
+    .unwrap();
+    let stack_path = dir.path().join("builtins.jsonnet");
+    std::fs::write(&stack_path, stack).unwrap();
+    run_venv_tool(
+        "python",
+        &[
+            "tools/deploy.py",
+            "--dry-run",
+            "--builtins",
+            "--deploy",
+            deploy.to_str().unwrap(),
+            "--stack",
+            stack_path.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn deploy_builtins_builds_the_binary_and_deploys_next_to_the_stack() {
+    let shipped = std::fs::read_to_string(repo_root().join("builtins.jsonnet")).unwrap();
+    // As shipped, the placeholder stops the deployment and says what to set.
+    let (ok, out) = deploy_builtins_dry_run(&shipped);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("builtins.jsonnet: set VirusTotalKeySecretArn"),
+        "{out}"
+    );
+
+    let filled = shipped.replace(
+        "REPLACE-WITH-YOUR-SECRET-ARN",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vt-AbCdEf",
+    );
+    let (ok, out) = deploy_builtins_dry_run(&filled);
+    assert!(ok, "{out}");
+    assert!(out.contains("build LAMBDAS=builtin\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "--template-file {}",
+            repo_root().join(TEMPLATE).display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("--stack-name da-test-builtins"), "{out}");
+    // Every template parameter is documented in builtins.jsonnet (DeepalertStack comes
+    // from deploy.jsonnet's StackName).
+    let overrides = out
+        .split("--parameter-overrides")
+        .nth(1)
+        .expect("overrides");
+    let passed: BTreeSet<String> = overrides
+        .split_whitespace()
+        .map(|kv| kv.split('=').next().unwrap().to_string())
+        .collect();
+    let params: BTreeSet<String> = template()["Parameters"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(passed, params);
+    assert!(overrides.contains("DeepalertStack=da-test "), "{out}");
+
+    let (ok, out) = deploy_builtins_dry_run("{ RetentionDays: 7 }");
+    assert!(!ok);
+    assert!(
+        out.contains("set VirusTotalKeySecretArn (parameters of builtins.yaml without a default)"),
+        "{out}"
+    );
+    let (ok, out) = deploy_builtins_dry_run("{ VirusTotalKeySecretArn: 'arn', ReviewDelay: 5 }");
+    assert!(!ok);
+    assert!(
+        out.contains("ReviewDelay is not a parameter of builtins.yaml"),
+        "{out}"
+    );
+}
