@@ -195,7 +195,7 @@ fn builtin_misconfiguration_stops_start_up() {
     for (text, expected) in [
         (
             "[[emitter]]\nname = \"s\"\nbuiltin = \"slack\"\n[emitter.options]\nwebhook_url_env = \"DA_TEST_NO_SUCH_VAR\"\n",
-            "DA_TEST_NO_SUCH_VAR is not set",
+            "DA_TEST_NO_SUCH_VAR is not set: set DA_TEST_NO_SUCH_VAR, DA_TEST_NO_SUCH_VAR_SECRET_ARN (Secrets Manager) or DA_TEST_NO_SUCH_VAR_SSM_PARAMETER (SSM Parameter Store)",
         ),
         (
             "[[inspector]]\nname = \"x\"\nbuiltin = \"virus-scanner\"\n",

@@ -16,7 +16,7 @@ use super::{check, findings_summary, headline, http_client, report_link};
 pub struct Options {
     /// `owner/name`.
     pub repository: String,
-    /// Environment variable holding a token allowed to write issues.
+    /// Name of the secret holding a token allowed to write issues (see `crate::secrets`).
     pub token_env: String,
     #[serde(default)]
     pub labels: Vec<String>,

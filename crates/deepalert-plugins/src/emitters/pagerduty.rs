@@ -17,7 +17,7 @@ pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// Environment variable holding the integration's routing key.
+    /// Name of the secret holding the integration's routing key (see `crate::secrets`).
     pub routing_key_env: String,
     #[serde(default)]
     pub link_base: Option<String>,

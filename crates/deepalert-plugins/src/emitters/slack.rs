@@ -12,7 +12,7 @@ use super::{check, findings_summary, headline, http_client, report_link, rule_la
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// Environment variable holding the webhook URL (it is a secret).
+    /// Name of the secret holding the webhook URL (see `crate::secrets`).
     pub webhook_url_env: String,
     /// Base of the report link, e.g. `http://deepalert.internal:8080/api/v1/reports`.
     #[serde(default)]

@@ -14,7 +14,7 @@ use super::{check, http_client};
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub url: String,
-    /// Environment variable holding the signing secret.
+    /// Name of the secret holding the signing key (see `crate::secrets`).
     pub secret_env: String,
 }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommonOptions {
-    /// Environment variable holding the API key.
+    /// Name of the secret holding the API key (see `crate::secrets`).
     pub api_key_env: String,
     /// Requests per minute at most (the provider's quota).
     #[serde(default)]
