@@ -10,7 +10,7 @@ LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publishe
 .PHONY: help serve example test lint fmt bench venv build deploy deploy-builtins clean
 
 help: ## List targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deepalert-data)
 	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve $(ARGS)
