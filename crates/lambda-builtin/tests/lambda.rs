@@ -3,12 +3,13 @@
 //! to SQS and its emitter state to DynamoDB, all on moto; the services it calls are
 //! loopback servers that record what they received.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ssm::types::ParameterType;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use deepalert_core::{AttrType, FindingContent, InspectionReport, Report, Severity};
 use deepalert_sdk::testing;
 use deepalert_testkit::lambda_runtime::RuntimeApi;
@@ -17,25 +18,42 @@ use serde_json::json;
 
 const BUILTIN: &str = env!("CARGO_BIN_EXE_builtin");
 
-/// A loopback service: records each request, answers `reply`.
+/// A loopback service: records each request, answers with the scripted replies in turn
+/// (then 200 `{}`).
 #[derive(Clone)]
 struct Service {
     seen: Arc<Mutex<Vec<(String, HeaderMap, String)>>>,
-    reply: String,
+    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
 }
 
-async fn record(State(s): State<Service>, uri: Uri, headers: HeaderMap, body: String) -> String {
+async fn record(
+    State(s): State<Service>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
     s.seen
         .lock()
         .unwrap()
         .push((uri.to_string(), headers, body));
-    s.reply.clone()
+    let (status, body) = s
+        .replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, "{}".into()));
+    (StatusCode::from_u16(status).unwrap(), body)
 }
 
-async fn service(reply: serde_json::Value) -> (Service, String) {
+async fn service(replies: Vec<(u16, serde_json::Value)>) -> (Service, String) {
     let s = Service {
         seen: Arc::default(),
-        reply: reply.to_string(),
+        replies: Arc::new(Mutex::new(
+            replies
+                .into_iter()
+                .map(|(c, b)| (c, b.to_string()))
+                .collect(),
+        )),
     };
     let app = Router::new().fallback(record).with_state(s.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,7 +93,7 @@ async fn run(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inspector_reads_its_key_from_secrets_manager_and_reports_to_the_queue() {
+async fn an_inspector_reads_its_key_from_secrets_manager_caches_and_reports_429() {
     let moto = Moto::start(None).await;
     let sdk = moto.sdk().await;
     let arn = aws_sdk_secretsmanager::Client::new(&sdk)
@@ -96,18 +114,32 @@ async fn an_inspector_reads_its_key_from_secrets_manager_and_reports_to_the_queu
         .unwrap()
         .queue_url
         .unwrap();
-    // AbuseIPDB v2 `check`, documented answer (trimmed).
-    let (abuseipdb, url) = service(json!({"data": {
-        "ipAddress": "198.51.100.23", "isPublic": true, "abuseConfidenceScore": 97,
-        "countryCode": "NL", "isp": "Example Hosting BV", "domain": "example-hosting.nl",
-        "totalReports": 412, "numDistinctUsers": 88
-    }}))
+    // AbuseIPDB v2 `check`: a documented answer (trimmed), then the quota is exhausted.
+    let (abuseipdb, url) = service(vec![
+        (
+            200,
+            json!({"data": {
+                "ipAddress": "198.51.100.23", "isPublic": true, "abuseConfidenceScore": 97,
+                "countryCode": "NL", "isp": "Example Hosting BV", "domain": "example-hosting.nl",
+                "totalReports": 412, "numDistinctUsers": 88
+            }}),
+        ),
+        (
+            429,
+            json!({"errors": [{"detail": "Daily rate limit of 1000 requests exceeded for this endpoint.", "status": 429}]}),
+        ),
+    ])
     .await;
 
-    let task = testing::task(AttrType::Ipaddr, "198.51.100.23");
-    let event =
-        serde_json::to_string(&testing::sns_task_event(std::slice::from_ref(&task))).unwrap();
-    let api = RuntimeApi::start(vec![event]).await;
+    // One instance, three deliveries: a lookup, a lookup over quota, the first again.
+    let listed = testing::task(AttrType::Ipaddr, "198.51.100.23");
+    let over_quota = testing::task(AttrType::Ipaddr, "203.0.113.9");
+    let again = testing::task(AttrType::Ipaddr, "198.51.100.23");
+    let events = [&listed, &over_quota, &again]
+        .iter()
+        .map(|t| serde_json::to_string(&testing::sns_task_event(std::slice::from_ref(*t))).unwrap())
+        .collect();
+    let api = RuntimeApi::start(events).await;
     let mut env: Vec<(&str, String)> = moto.env().into_iter().collect();
     env.extend([
         ("DEEPALERT_BUILTIN", "abuseipdb".to_string()),
@@ -118,13 +150,17 @@ async fn an_inspector_reads_its_key_from_secrets_manager_and_reports_to_the_queu
         ("ABUSEIPDB_API_KEY_SECRET_ARN", format!("{arn}#abuseipdb")),
         ("INSPECTION_QUEUE_URL", queue.clone()),
     ]);
-    let (answers, logs) = run(&api, &env, 1).await;
-    assert_eq!(answers.len(), 1, "{answers:?}\n{logs}");
-    assert_eq!(answers[0].kind, "response", "{answers:?}\n{logs}");
+    let (answers, logs) = run(&api, &env, 3).await;
+    assert_eq!(answers.len(), 3, "{answers:?}\n{logs}");
+    assert!(
+        answers.iter().all(|a| a.kind == "response"),
+        "{answers:?}\n{logs}"
+    );
 
-    // The documented request, with the key from the secret…
+    // The documented requests, with the key from the secret; the repeat came from the
+    // cache of the warm instance.
     let requests = abuseipdb.requests();
-    assert_eq!(requests.len(), 1);
+    assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(
         requests[0].0,
         "/check?ipAddress=198.51.100.23&maxAgeInDays=90"
@@ -133,27 +169,55 @@ async fn an_inspector_reads_its_key_from_secrets_manager_and_reports_to_the_queu
     // …which the function never logs.
     assert!(!logs.contains("abuse-key-7f3c"), "{logs}");
 
-    // The finding is on the inspection queue, authored by the built-in.
-    let got = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .max_number_of_messages(10)
-        .send()
-        .await
+    // Results on the inspection queue, authored by the built-in.
+    let mut reports: Vec<InspectionReport> = Vec::new();
+    for _ in 0..5 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        reports.extend(
+            got.messages
+                .unwrap_or_default()
+                .iter()
+                .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
+        );
+        if reports.len() >= 3 {
+            break;
+        }
+    }
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    for task in [&listed, &again] {
+        let report = reports
+            .iter()
+            .find(|r| r.report_id == task.report_id)
+            .unwrap();
+        assert_eq!(report.author, "abuseipdb");
+        assert!(report.error.is_none(), "{report:?}");
+        let FindingContent::Host(host) = &report.output.findings[0] else {
+            panic!("{report:?}")
+        };
+        assert_eq!(host.country, vec!["NL"]);
+        assert!(
+            host.activities[0].action.contains("abuse confidence 97%"),
+            "{host:?}"
+        );
+    }
+    // 429 is an explicit error the gateway notes on the report, not an empty answer.
+    let limited = reports
+        .iter()
+        .find(|r| r.report_id == over_quota.report_id)
         .unwrap();
-    let messages = got.messages.unwrap_or_default();
-    assert_eq!(messages.len(), 1);
-    let report: InspectionReport = serde_json::from_str(messages[0].body().unwrap()).unwrap();
-    assert_eq!(report.report_id, task.report_id);
-    assert_eq!(report.author, "abuseipdb");
-    assert!(report.error.is_none(), "{report:?}");
-    let FindingContent::Host(host) = &report.output.findings[0] else {
-        panic!("{report:?}")
-    };
-    assert_eq!(host.country, vec!["NL"]);
+    assert!(limited.output.findings.is_empty());
     assert!(
-        host.activities[0].action.contains("abuse confidence 97%"),
-        "{host:?}"
+        limited
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("rate limited by abuseipdb")),
+        "{limited:?}"
     );
 }
 
@@ -171,7 +235,7 @@ async fn an_emitter_signs_with_an_ssm_secret_and_sends_a_report_once_per_change(
         .unwrap();
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = create_table(&ddb, "emitter-state").await;
-    let (webhook, url) = service(json!({"ok": true})).await;
+    let (webhook, url) = service(vec![]).await;
 
     let report = testing::report();
     let mut reviewed = report.clone();
