@@ -2,18 +2,10 @@
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use deepalert_core::ports::InspectorPlugin;
-use deepalert_core::{AttrType, Attribute, FindingContent, ReportId, Task};
+use deepalert_core::{AttrType, FindingContent};
 use deepalert_plugins::inspectors::aws_context::{AwsContext, Options};
+use deepalert_sdk::testing::task;
 use deepalert_testkit::moto::Moto;
-
-fn task(t: AttrType, v: &str) -> Task {
-    Task {
-        report_id: ReportId::new_random(),
-        attribute: Attribute::new(t, "k", v, &[]),
-        detector: String::new(),
-        rule_id: String::new(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ips_become_instances_and_user_names_iam_users() {

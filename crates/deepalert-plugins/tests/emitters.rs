@@ -1,14 +1,11 @@
 //! Each emitter against a loopback server that records the request and replays the
 //! service's documented answers (including 429 and 500).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
 use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState, PortResult};
 use deepalert_core::{
     Alert, AttrType, Attribute, Authored, Report, ReportId, ReportStatus, ReviewResult, Section,
@@ -20,75 +17,8 @@ use deepalert_plugins::emitters::pagerduty::{self, PagerDuty};
 use deepalert_plugins::emitters::slack::Slack;
 use deepalert_plugins::emitters::webhook::{SIGNATURE_HEADER, Webhook, signature};
 use deepalert_plugins::emitters::{OnChange, fingerprint};
-use serde_json::{Value, json};
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Seen {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-#[derive(Clone, Default)]
-struct Service {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
-}
-
-async fn record(
-    State(s): State<Service>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    s.seen.lock().unwrap().push(Seen {
-        method,
-        path: uri.path().to_string(),
-        headers,
-        body,
-    });
-    let (status, body) = s
-        .replies
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((200, "{}".into()));
-    (StatusCode::from_u16(status).unwrap(), body)
-}
-
-impl Service {
-    async fn start() -> (Service, String) {
-        let s = Service::default();
-        let app = Router::new().fallback(record).with_state(s.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (s, url)
-    }
-    fn reply(&self, status: u16, body: &str) {
-        self.replies
-            .lock()
-            .unwrap()
-            .push_back((status, body.into()));
-    }
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
+use deepalert_testkit::http::Recorder;
+use serde_json::json;
 
 #[derive(Default)]
 struct MemoryState(Mutex<HashMap<String, String>>);
@@ -142,7 +72,7 @@ fn report(severity: Severity) -> Report {
 
 #[tokio::test]
 async fn slack_posts_a_block_kit_message() {
-    let (svc, url) = Service::start().await;
+    let (svc, url) = Recorder::start().await;
     let slack = Slack::new(
         format!("{url}/services/T000/B000/XXXX"),
         Some("http://deepalert.internal/api/v1/reports".into()),
@@ -204,7 +134,7 @@ async fn slack_posts_a_block_kit_message() {
 
 #[tokio::test]
 async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
-    let (svc, url) = Service::start().await;
+    let (svc, url) = Recorder::start().await;
     let state = Arc::new(MemoryState::default());
     let options: pagerduty::Options = serde_json::from_value(json!({
         "routing_key_env": "PD_KEY", "events_url": format!("{url}/v2/enqueue")
@@ -256,7 +186,7 @@ async fn pagerduty_triggers_on_urgent_and_resolves_when_safe() {
 
 #[tokio::test]
 async fn github_opens_one_issue_per_report_and_comments_after() {
-    let (svc, url) = Service::start().await;
+    let (svc, url) = Recorder::start().await;
     let state = Arc::new(MemoryState::default());
     let options: github::Options = serde_json::from_value(json!({
         "repository": "acme/security-alerts", "token_env": "GH_TOKEN", "labels": ["deepalert"], "api_url": url
@@ -308,7 +238,7 @@ async fn github_opens_one_issue_per_report_and_comments_after() {
 
 #[tokio::test]
 async fn webhook_signs_its_body() {
-    let (svc, url) = Service::start().await;
+    let (svc, url) = Recorder::start().await;
     let hook = Webhook::new(format!("{url}/hooks/deepalert"), "s3cret".into());
     let r = report(Severity::Urgent);
     hook.emit(&r).await.unwrap();
@@ -357,7 +287,7 @@ async fn unchanged_reports_are_not_sent_again() {
     assert_ne!(fingerprint(&lines[0]), fingerprint(&lines[1]));
 
     // A failed send is not remembered: the next publication tries again.
-    let (svc, url) = Service::start().await;
+    let (svc, url) = Recorder::start().await;
     let hook = OnChange::new("hook", Arc::new(Webhook::new(url, "k".into())), state);
     svc.reply(500, "down");
     assert!(hook.emit(&r).await.is_err());

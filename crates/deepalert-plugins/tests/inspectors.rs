@@ -1,18 +1,10 @@
 //! Threat lists and the asset inventory, from files written here.
 
 use deepalert_core::ports::InspectorPlugin;
-use deepalert_core::{AttrType, Attribute, FindingContent, ReportId, Task};
+use deepalert_core::{AttrType, FindingContent};
 use deepalert_plugins::inspectors::inventory::{self, InventoryInspector};
 use deepalert_plugins::inspectors::threat_list::{self, ThreatListInspector};
-
-fn task(t: AttrType, v: &str) -> Task {
-    Task {
-        report_id: ReportId::new_random(),
-        attribute: Attribute::new(t, "k", v, &[]),
-        detector: String::new(),
-        rule_id: String::new(),
-    }
-}
+use deepalert_sdk::testing::task;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();

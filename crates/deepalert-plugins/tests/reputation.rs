@@ -1,56 +1,20 @@
 //! VirusTotal and AbuseIPDB against a loopback server that checks the documented
 //! requests and replays documented answers, including 404, 429 and 500.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
 use deepalert_core::ports::{InspectorPlugin, PluginError};
-use deepalert_core::{AttrType, Attribute, FindingContent, ReportId, Task};
+use deepalert_core::{AttrType, FindingContent};
 use deepalert_plugins::inspectors::abuseipdb::AbuseIpDb;
 use deepalert_plugins::inspectors::reputation::{ApiKey, CommonOptions};
 use deepalert_plugins::inspectors::virustotal::VirusTotal;
+use deepalert_sdk::testing::task;
+use deepalert_testkit::http::{Recorder, Seen};
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Api {
-    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
-}
-
-async fn answer(State(api): State<Api>, uri: Uri, headers: HeaderMap) -> (StatusCode, String) {
-    api.seen.lock().unwrap().push((uri.to_string(), headers));
-    let (status, body) = api
-        .replies
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((500, "no reply scripted".into()));
-    (StatusCode::from_u16(status).unwrap(), body)
-}
-
-async fn start() -> (Api, String) {
-    let api = Api::default();
-    let app = Router::new().fallback(answer).with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (api, url)
-}
-
-impl Api {
-    fn reply(&self, status: u16, body: serde_json::Value) {
-        self.replies
-            .lock()
-            .unwrap()
-            .push_back((status, body.to_string()));
-    }
-    fn requests(&self) -> Vec<(String, HeaderMap)> {
-        self.seen.lock().unwrap().clone()
-    }
+/// A loopback API; what nobody scripted is a 500.
+async fn start() -> (Recorder, String) {
+    Recorder::start_with_fallback(500, "no reply scripted").await
 }
 
 fn options(url: &str, per_minute: u32) -> CommonOptions {
@@ -58,15 +22,6 @@ fn options(url: &str, per_minute: u32) -> CommonOptions {
         "api_key_env": "UNUSED", "base_url": url, "requests_per_minute": per_minute, "cache_ttl": "1h"
     }))
     .unwrap()
-}
-
-fn task(t: AttrType, v: &str) -> Task {
-    Task {
-        report_id: ReportId::new_random(),
-        attribute: Attribute::new(t, "k", v, &[]),
-        detector: String::new(),
-        rule_id: String::new(),
-    }
 }
 
 #[tokio::test]
@@ -83,7 +38,9 @@ async fn virustotal_requests_and_findings() {
         .inspect(&task(AttrType::Ipaddr, "198.51.100.23"))
         .await
         .unwrap();
-    let (path, headers) = &api.requests()[0];
+    let Seen {
+        uri: path, headers, ..
+    } = &api.seen()[0];
     assert_eq!(path, "/ip_addresses/198.51.100.23");
     assert_eq!(headers["x-apikey"], "vt-key");
     let FindingContent::Host(host) = &out.findings[0] else {
@@ -102,7 +59,7 @@ async fn virustotal_requests_and_findings() {
         .await
         .unwrap();
     assert_eq!(again, out);
-    assert_eq!(api.requests().len(), 1, "cache hit");
+    assert_eq!(api.seen().len(), 1, "cache hit");
 
     // Files: detections become malware scans.
     api.reply(200, json!({"data": {"type": "file", "attributes": {
@@ -123,7 +80,7 @@ async fn virustotal_requests_and_findings() {
         .await
         .unwrap();
     assert_eq!(
-        api.requests()[1].0,
+        api.seen()[1].uri,
         "/files/275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
     );
     let FindingContent::Binary(bin) = &out.findings[0] else {
@@ -147,7 +104,7 @@ async fn virustotal_requests_and_findings() {
         .await
         .unwrap();
     assert_eq!(
-        api.requests()[2].0,
+        api.seen()[2].uri,
         "/urls/aHR0cDovL21hbHdhcmUuZXhhbXBsZS94P2E9MQ"
     );
     assert!(out.findings.is_empty(), "404: nothing known");
@@ -172,12 +129,12 @@ async fn virustotal_requests_and_findings() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("HTTP 500"), "{err}");
-    assert_eq!(api.requests().len(), 5, "failures are retried, not cached");
+    assert_eq!(api.seen().len(), 5, "failures are retried, not cached");
     // Other attribute types are not sent.
     vt.inspect(&task(AttrType::Username, "alice"))
         .await
         .unwrap();
-    assert_eq!(api.requests().len(), 5);
+    assert_eq!(api.seen().len(), 5);
 }
 
 #[tokio::test]
@@ -194,7 +151,9 @@ async fn abuseipdb_requests_and_findings() {
         .inspect(&task(AttrType::Ipaddr, "198.51.100.23"))
         .await
         .unwrap();
-    let (path, headers) = &api.requests()[0];
+    let Seen {
+        uri: path, headers, ..
+    } = &api.seen()[0];
     assert_eq!(path, "/check?ipAddress=198.51.100.23&maxAgeInDays=90");
     assert_eq!(headers["key"], "abuse-key");
     assert_eq!(headers["accept"], "application/json");
@@ -212,14 +171,14 @@ async fn abuseipdb_requests_and_findings() {
     db.inspect(&task(AttrType::Ipaddr, "198.51.100.23"))
         .await
         .unwrap();
-    assert_eq!(api.requests().len(), 1, "cache hit");
+    assert_eq!(api.seen().len(), 1, "cache hit");
     db.inspect(&task(AttrType::Domain, "example.com"))
         .await
         .unwrap();
     db.inspect(&task(AttrType::Ipaddr, "not-an-ip"))
         .await
         .unwrap();
-    assert_eq!(api.requests().len(), 1, "only IP addresses are checked");
+    assert_eq!(api.seen().len(), 1, "only IP addresses are checked");
 
     api.reply(429, json!({"errors": [{"detail": "Daily rate limit of 1000 requests exceeded for this endpoint.", "status": 429}]}));
     let err = db
@@ -272,7 +231,7 @@ async fn the_rate_limit_holds() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(api.requests().len(), 4);
+    assert_eq!(api.seen().len(), 4);
     assert!(
         format!("{:?}", ApiKey::new("secret".into())) == "ApiKey(***)",
         "keys do not print"

@@ -3,70 +3,15 @@
 //! to SQS and its emitter state to DynamoDB, all on moto; the services it calls are
 //! loopback servers that record what they received.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_ssm::types::ParameterType;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
 use deepalert_core::{AttrType, FindingContent, InspectionReport, Report, Severity};
 use deepalert_sdk::testing;
+use deepalert_testkit::http::Recorder;
 use deepalert_testkit::lambda_runtime::RuntimeApi;
 use deepalert_testkit::moto::{Moto, create_table};
 use serde_json::json;
 
 const BUILTIN: &str = env!("CARGO_BIN_EXE_builtin");
-
-/// A loopback service: records each request, answers with the scripted replies in turn
-/// (then 200 `{}`).
-#[derive(Clone)]
-struct Service {
-    seen: Arc<Mutex<Vec<(String, HeaderMap, String)>>>,
-    replies: Arc<Mutex<VecDeque<(u16, String)>>>,
-}
-
-async fn record(
-    State(s): State<Service>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: String,
-) -> (StatusCode, String) {
-    s.seen
-        .lock()
-        .unwrap()
-        .push((uri.to_string(), headers, body));
-    let (status, body) = s
-        .replies
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((200, "{}".into()));
-    (StatusCode::from_u16(status).unwrap(), body)
-}
-
-async fn service(replies: Vec<(u16, serde_json::Value)>) -> (Service, String) {
-    let s = Service {
-        seen: Arc::default(),
-        replies: Arc::new(Mutex::new(
-            replies
-                .into_iter()
-                .map(|(c, b)| (c, b.to_string()))
-                .collect(),
-        )),
-    };
-    let app = Router::new().fallback(record).with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (s, url)
-}
-
-impl Service {
-    fn requests(&self) -> Vec<(String, HeaderMap, String)> {
-        self.seen.lock().unwrap().clone()
-    }
-}
 
 /// Runs the function until it answered `n` invocations; returns the answers and its logs.
 async fn run(
@@ -115,21 +60,19 @@ async fn an_inspector_reads_its_key_from_secrets_manager_caches_and_reports_429(
         .queue_url
         .unwrap();
     // AbuseIPDB v2 `check`: a documented answer (trimmed), then the quota is exhausted.
-    let (abuseipdb, url) = service(vec![
-        (
-            200,
-            json!({"data": {
-                "ipAddress": "198.51.100.23", "isPublic": true, "abuseConfidenceScore": 97,
-                "countryCode": "NL", "isp": "Example Hosting BV", "domain": "example-hosting.nl",
-                "totalReports": 412, "numDistinctUsers": 88
-            }}),
-        ),
-        (
-            429,
-            json!({"errors": [{"detail": "Daily rate limit of 1000 requests exceeded for this endpoint.", "status": 429}]}),
-        ),
-    ])
-    .await;
+    let (abuseipdb, url) = Recorder::start().await;
+    abuseipdb.reply(
+        200,
+        json!({"data": {
+            "ipAddress": "198.51.100.23", "isPublic": true, "abuseConfidenceScore": 97,
+            "countryCode": "NL", "isp": "Example Hosting BV", "domain": "example-hosting.nl",
+            "totalReports": 412, "numDistinctUsers": 88
+        }}),
+    );
+    abuseipdb.reply(
+        429,
+        json!({"errors": [{"detail": "Daily rate limit of 1000 requests exceeded for this endpoint.", "status": 429}]}),
+    );
 
     // One instance, three deliveries: a lookup, a lookup over quota, the first again.
     let listed = testing::task(AttrType::Ipaddr, "198.51.100.23");
@@ -159,13 +102,13 @@ async fn an_inspector_reads_its_key_from_secrets_manager_caches_and_reports_429(
 
     // The documented requests, with the key from the secret; the repeat came from the
     // cache of the warm instance.
-    let requests = abuseipdb.requests();
+    let requests = abuseipdb.seen();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(
-        requests[0].0,
+        requests[0].uri,
         "/check?ipAddress=198.51.100.23&maxAgeInDays=90"
     );
-    assert_eq!(requests[0].1["key"], "abuse-key-7f3c");
+    assert_eq!(requests[0].header("key"), "abuse-key-7f3c");
     // …which the function never logs.
     assert!(!logs.contains("abuse-key-7f3c"), "{logs}");
 
@@ -235,7 +178,7 @@ async fn an_emitter_signs_with_an_ssm_secret_and_sends_a_report_once_per_change(
         .unwrap();
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = create_table(&ddb, "emitter-state").await;
-    let (webhook, url) = service(vec![]).await;
+    let (webhook, url) = Recorder::start().await;
 
     let report = testing::report();
     let mut reviewed = report.clone();
@@ -272,18 +215,18 @@ async fn an_emitter_signs_with_an_ssm_secret_and_sends_a_report_once_per_change(
     );
 
     // Sent twice: the repeat of an unchanged report is not.
-    let requests = webhook.requests();
+    let requests = webhook.seen();
     assert_eq!(requests.len(), 2, "{requests:?}");
-    for (path, headers, body) in &requests {
-        assert_eq!(path, "/deepalert");
+    for request in &requests {
+        assert_eq!(request.uri, "/deepalert");
         assert_eq!(
-            headers["x-deepalert-signature"],
-            deepalert_plugins::emitters::webhook::signature("whsec-51a9", body.as_bytes()).as_str()
+            request.header("x-deepalert-signature"),
+            deepalert_plugins::emitters::webhook::signature("whsec-51a9", &request.body)
         );
     }
     let sent: Vec<Report> = requests
         .iter()
-        .map(|(_, _, b)| serde_json::from_str(b).unwrap())
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
     assert_eq!(sent[0].result, None);
     assert_eq!(
