@@ -30,12 +30,29 @@ pub fn init_logging(filter: Option<String>) {
         .init();
 }
 
+fn days(n: u64) -> chrono::Duration {
+    chrono::Duration::days(i64::try_from(n).unwrap_or(i64::MAX / 86_400_000))
+}
+
 /// The store as every function builds it: `retention_days` is the TTL of what it writes.
 pub fn store(sdk: &aws_config::SdkConfig, table: String, retention_days: u64) -> DynamoStore {
     DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
         table,
-        chrono::Duration::days(i64::try_from(retention_days).unwrap_or(i64::MAX / 86_400_000)),
+        days(retention_days),
+    )
+}
+
+/// An emitter's state table, built the same way.
+pub fn plugin_state(
+    sdk: &aws_config::SdkConfig,
+    table: String,
+    retention_days: u64,
+) -> DynamoPluginState {
+    DynamoPluginState::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        table,
+        days(retention_days),
     )
 }
 

@@ -61,7 +61,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         None
     };
     // Secrets come from the environment, or from Secrets Manager / SSM where it points.
-    let secrets = Secrets::new(|name| std::env::var(name).ok(), aws.clone());
+    let secrets = Secrets::from_env(aws.clone());
     let plugins = config
         .plugins(Arc::new(store.clone()), &secrets, aws.as_ref())
         .await

@@ -331,7 +331,6 @@ impl Config {
     ) -> Result<Plugins, ConfigError> {
         let ctx = builtin::Context {
             base_dir: &self.base_dir,
-            state,
             secret,
             aws,
         };
@@ -367,7 +366,7 @@ impl Config {
         for (i, p) in self.emitters.iter().enumerate() {
             let name = p.name.clone().unwrap_or_default();
             let plugin: Arc<dyn EmitterPlugin> = match &p.builtin {
-                Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx)
+                Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx, state.clone())
                     .await
                     .map_err(|e| builtin_error(format!("emitter[{i}]"), e))?,
                 None => Arc::new(ExecEmitter(self.exec(p))),

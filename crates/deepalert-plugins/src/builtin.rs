@@ -27,8 +27,6 @@ pub const EMITTERS: &[&str] = &["slack", "pagerduty", "github", "webhook", "json
 pub struct Context<'a> {
     /// Relative paths in options are resolved here (the configuration file's directory).
     pub base_dir: &'a Path,
-    /// Where emitters remember what they sent.
-    pub state: Arc<dyn PluginState>,
     /// Looks up the secrets the options name (`*_env`): see [`crate::secrets`].
     pub secret: &'a dyn SecretSource,
     /// AWS SDK configuration, loaded by the caller when a built-in in [`NEEDS_AWS`] is used.
@@ -87,12 +85,13 @@ pub async fn inspector(
     })
 }
 
-/// The emitter, sending on change only.
+/// The emitter, sending on change only; `state` is where it remembers what it sent.
 pub async fn emitter(
     name: &str,
     kind: &str,
     value: serde_json::Value,
     ctx: &Context<'_>,
+    state: Arc<dyn PluginState>,
 ) -> Result<Arc<dyn EmitterPlugin>, BuiltinError> {
     let inner: Arc<dyn EmitterPlugin> = match kind {
         "slack" => {
@@ -109,7 +108,7 @@ pub async fn emitter(
                 name,
                 key,
                 &o,
-                ctx.state.clone(),
+                state.clone(),
             ))
         }
         "github" => {
@@ -119,7 +118,7 @@ pub async fn emitter(
                 name,
                 token,
                 o,
-                ctx.state.clone(),
+                state.clone(),
             ))
         }
         "webhook" => {
@@ -143,5 +142,5 @@ pub async fn emitter(
             )));
         }
     };
-    Ok(Arc::new(OnChange::new(name, inner, ctx.state.clone())))
+    Ok(Arc::new(OnChange::new(name, inner, state)))
 }

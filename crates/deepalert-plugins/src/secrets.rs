@@ -36,7 +36,13 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// `env` stands for the process environment; `aws`, when given, is used instead of
+    /// The process environment; `aws`, when given, is used instead of loading the default
+    /// SDK configuration on first need.
+    pub fn from_env(aws: Option<SdkConfig>) -> Self {
+        Secrets::new(|name| std::env::var(name).ok(), aws)
+    }
+
+    /// `env` stands for the process environment (tests); `aws`, when given, is used instead of
     /// loading the default SDK configuration on first need.
     pub fn new(
         env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,

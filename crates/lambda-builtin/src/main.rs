@@ -6,25 +6,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use deepalert_aws::{DynamoPluginState, env};
-use deepalert_core::ports::{PluginState, PortError, PortResult};
+use deepalert_aws::env;
 use deepalert_plugins::{Secrets, builtin};
 use lambda_runtime::Error;
 use tracing::error;
-
-/// Inspectors keep no state: a built-in inspector asking for some is a bug, said plainly.
-struct NoStateForInspectors;
-
-#[async_trait]
-impl PluginState for NoStateForInspectors {
-    async fn get(&self, _: &str) -> PortResult<Option<String>> {
-        Err(PortError::new("built-in inspectors have no state table"))
-    }
-    async fn put(&self, _: &str, _: &str) -> PortResult<()> {
-        Err(PortError::new("built-in inspectors have no state table"))
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -51,14 +36,13 @@ async fn run() -> Result<(), Error> {
     );
 
     let sdk = deepalert_aws::sdk_config().await;
-    let secrets = Secrets::new(|name| std::env::var(name).ok(), Some(sdk.clone()));
+    let secrets = Secrets::from_env(Some(sdk.clone()));
+    let ctx = builtin::Context {
+        base_dir: &base_dir,
+        secret: &secrets,
+        aws: Some(&sdk),
+    };
     if builtin::is_inspector(&kind) {
-        let ctx = builtin::Context {
-            base_dir: &base_dir,
-            state: Arc::new(NoStateForInspectors),
-            secret: &secrets,
-            aws: Some(&sdk),
-        };
         let plugin = builtin::inspector(&kind, options, &ctx).await?;
         let plugin = &plugin;
         deepalert_sdk::run_inspector(&name, |task| async move {
@@ -68,18 +52,8 @@ async fn run() -> Result<(), Error> {
     } else if builtin::is_emitter(&kind) {
         let table = env::var("STATE_TABLE")?;
         let retention_days = env::number("RETENTION_DAYS", 30)?;
-        let state = DynamoPluginState::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            table,
-            chrono::Duration::days(i64::try_from(retention_days)?),
-        );
-        let ctx = builtin::Context {
-            base_dir: &base_dir,
-            state: Arc::new(state),
-            secret: &secrets,
-            aws: Some(&sdk),
-        };
-        let plugin = builtin::emitter(&name, &kind, options, &ctx).await?;
+        let state = deepalert_aws::plugin_state(&sdk, table, retention_days);
+        let plugin = builtin::emitter(&name, &kind, options, &ctx, Arc::new(state)).await?;
         let plugin = &plugin;
         deepalert_sdk::run_emitter(|report| async move {
             plugin.emit(&report).await.map_err(Error::from)

@@ -125,7 +125,6 @@ async fn each_function_is_configured_as_the_binary_reads_it() {
 
         let ctx = builtin::Context {
             base_dir: &repo_root(),
-            state: Arc::new(NoState),
             secret: &AnySecret,
             aws: None,
         };
@@ -137,7 +136,7 @@ async fn each_function_is_configured_as_the_binary_reads_it() {
         } else {
             assert!(builtin::is_emitter(kind), "{id}: {kind} is not a built-in");
             assert!(names.contains("STATE_TABLE"), "{id}");
-            builtin::emitter(id, kind, options, &ctx)
+            builtin::emitter(id, kind, options, &ctx, Arc::new(NoState))
                 .await
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
         }
