@@ -47,8 +47,8 @@ def render(path):
 
 
 def template_parameters(template):
-    # Parameter names and types, read without a YAML library: the Parameters block is
-    # plain two-level YAML at the top of the template.
+    # Parameter name -> {"type", "default"(bool)}, read without a YAML library: the
+    # Parameters block is plain two-level YAML at the top of the template.
     params, current, inside = {}, None, False
     if not os.path.exists(template):
         fail("%s does not exist" % template)
@@ -61,26 +61,12 @@ def template_parameters(template):
                 break
             if inside and line.startswith("  ") and not line.startswith("    ") and line.strip().endswith(":"):
                 current = line.strip()[:-1]
-                params[current] = "String"
+                params[current] = {"type": "String", "default": False}
             elif inside and current and line.strip().startswith("Type:"):
-                params[current] = line.split(":", 1)[1].strip()
+                params[current]["type"] = line.split(":", 1)[1].strip()
+            elif inside and current and line.strip().startswith("Default:"):
+                params[current]["default"] = True
     return params
-
-
-def has_default(template, name):
-    # Whether the parameter block of `name` has a Default line (same plain-YAML reading).
-    with open(template, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    try:
-        start = lines.index("  %s:" % name)
-    except ValueError:
-        return True
-    for line in lines[start + 1:]:
-        if not line.startswith("    "):
-            return False
-        if line.strip().startswith("Default:"):
-            return True
-    return False
 
 
 def plan(deploy_path, stack_path, template, builtins=False):
@@ -121,16 +107,17 @@ def plan(deploy_path, stack_path, template, builtins=False):
     for key, value in sorted(stack.items()):
         if key not in params:
             fail("%s: %s is not a parameter of %s (parameters: %s)" % (stack_file, key, template_file, ", ".join(sorted(params))))
-        if params[key] == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if params[key]["type"] == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             fail("%s: %s must be a number, got %r" % (stack_file, key, value))
-        if params[key] == "String" and not isinstance(value, str):
+        if params[key]["type"] == "String" and not isinstance(value, str):
             fail("%s: %s must be a string, got %r" % (stack_file, key, value))
         overrides.append("%s=%s" % (key, value))
-    missing = [k for k, t in params.items() if k not in stack and not has_default(template, k)]
+    missing = [k for k, p in params.items() if k not in stack and not p["default"]]
     if missing:
         fail("%s: set %s (parameters of %s without a default)" % (stack_file, ", ".join(missing), template_file))
     packaged = os.path.join(ROOT, "target", "packaged-%s.yaml" % stack_name)
-    build = [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build", "LAMBDAS=" + " ".join(lambdas)]
+    # `env VAR=… make …`: one argv, run as it is printed.
+    build = ["env"] + [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build", "LAMBDAS=" + " ".join(lambdas)]
     return deploy, stack_name, lambdas, [
         build,
         ["aws", "sts", "get-caller-identity", "--region", deploy["Region"]],
@@ -168,11 +155,8 @@ def main():
         fail("no usable AWS credentials for %s (aws sts get-caller-identity said: %s).\n"
              "Configure them (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry."
              % (deploy["Region"], check.stderr.strip() or check.stdout.strip()))
-    build = commands[0]
-    env = dict(os.environ, **dict(kv.split("=", 1) for kv in build if "=" in kv and not kv.startswith("LAMBDAS=")))
-    build_cmd = [c for c in build if "=" not in c or c.startswith("LAMBDAS=")]
-    print("+ " + " ".join(build), flush=True)
-    if subprocess.run(build_cmd, env=env).returncode != 0:
+    print("+ " + " ".join(commands[0]), flush=True)
+    if subprocess.run(commands[0]).returncode != 0:
         fail("make build failed")
     missing = [f for f in lambdas if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
     if missing:
