@@ -236,18 +236,35 @@ impl AwsContext {
                 .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
             ..Default::default()
         }];
-        let mfa = self
-            .iam
-            .list_mfa_devices()
-            .user_name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                aws_failed(
-                    "iam ListMFADevices",
-                    aws_sdk_iam::error::DisplayErrorContext(e),
-                )
-            })?;
+        // The user exists: its MFA devices and access keys are asked for at once.
+        let (mfa, keys) = tokio::try_join!(
+            async {
+                self.iam
+                    .list_mfa_devices()
+                    .user_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        aws_failed(
+                            "iam ListMFADevices",
+                            aws_sdk_iam::error::DisplayErrorContext(e),
+                        )
+                    })
+            },
+            async {
+                self.iam
+                    .list_access_keys()
+                    .user_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        aws_failed(
+                            "iam ListAccessKeys",
+                            aws_sdk_iam::error::DisplayErrorContext(e),
+                        )
+                    })
+            }
+        )?;
         activities.push(EntityActivity {
             service_name: "iam".into(),
             principal: user.arn().to_string(),
@@ -258,18 +275,6 @@ impl AwsContext {
             },
             ..Default::default()
         });
-        let keys = self
-            .iam
-            .list_access_keys()
-            .user_name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                aws_failed(
-                    "iam ListAccessKeys",
-                    aws_sdk_iam::error::DisplayErrorContext(e),
-                )
-            })?;
         for key in keys.access_key_metadata() {
             let id = key.access_key_id().unwrap_or("");
             activities.push(EntityActivity {
