@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 
 use common::{getatt_target, template};
+use deepalert_testkit::deploy::{env_reads, parameter_overrides};
 use deepalert_testkit::moto::run_venv_tool;
 use deepalert_testkit::repo_root;
 use serde_yaml::Value;
@@ -33,27 +34,6 @@ fn functions(t: &Value) -> HashMap<String, String> {
             (id.as_str().unwrap().to_string(), bin.to_string())
         })
         .collect()
-}
-
-/// Names passed to `env::var`, `env::optional`, `env::number`, `env::seconds`.
-fn env_reads(source: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for helper in [
-        "env::var(\"",
-        "env::optional(\"",
-        "env::number(\"",
-        "env::seconds(\"",
-    ] {
-        for (i, _) in source.match_indices(helper) {
-            let rest = &source[i + helper.len()..];
-            out.insert(rest[..rest.find('"').unwrap()].to_string());
-        }
-    }
-    assert!(
-        !source.contains("std::env::var"),
-        "read the environment through deepalert_aws::env so this test sees it"
-    );
-    out
 }
 
 #[test]
@@ -189,23 +169,7 @@ impl Tagged for Value {
 }
 
 fn deploy_dry_run(deploy: &str, stack: Option<&str>) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let deploy_path = dir.path().join("deploy.jsonnet");
-    std::fs::write(&deploy_path, deploy).unwrap();
-    let mut args = vec![
-        "tools/deploy.py".to_string(),
-        "--dry-run".into(),
-        "--deploy".into(),
-    ];
-    args.push(deploy_path.display().to_string());
-    if let Some(stack) = stack {
-        let stack_path = dir.path().join("stack.jsonnet");
-        std::fs::write(&stack_path, stack).unwrap();
-        args.push("--stack".into());
-        args.push(stack_path.display().to_string());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_venv_tool("python", &args)
+    deepalert_testkit::deploy::deploy_dry_run(&[], deploy, stack.map(|s| ("stack.jsonnet", s)))
 }
 
 const DEPLOY: &str = "{ StackName: 'da-test', Region: 'eu-west-1', CodeS3Bucket: 'code-bucket', CodeS3Prefix: 'fn' }";
@@ -230,14 +194,7 @@ fn deploy_renders_the_jsonnet_files_into_parameters() {
         .keys()
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
-    let overrides = out
-        .split("--parameter-overrides")
-        .nth(1)
-        .expect("overrides");
-    let passed: BTreeSet<String> = overrides
-        .split_whitespace()
-        .map(|kv| kv.split('=').next().unwrap().to_string())
-        .collect();
+    let (overrides, passed) = parameter_overrides(&out);
     assert_eq!(
         passed, params,
         "stack.jsonnet documents every template parameter"

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use deepalert_core::ports::{PluginState, PortResult};
 use deepalert_plugins::secrets::{SECRET_ARN_SUFFIX, SSM_PARAMETER_SUFFIX};
 use deepalert_plugins::{BuiltinError, SecretSource, builtin};
+use deepalert_testkit::deploy::{deploy_dry_run, env_reads, parameter_overrides};
 use deepalert_testkit::moto::run_venv_tool;
 use deepalert_testkit::repo_root;
 use serde_yaml::Value;
@@ -24,18 +25,7 @@ fn template() -> Value {
 fn read_by_binary() -> BTreeSet<String> {
     let main =
         std::fs::read_to_string(repo_root().join("crates/lambda-builtin/src/main.rs")).unwrap();
-    let mut names: BTreeSet<String> = ["var", "optional", "number", "seconds"]
-        .iter()
-        .flat_map(|f| {
-            let pat = format!("env::{f}(\"");
-            main.match_indices(&pat)
-                .map(|(i, _)| {
-                    let rest = &main[i + pat.len()..];
-                    rest[..rest.find('"').unwrap()].to_string()
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut names = env_reads(&main);
     names.insert(deepalert_sdk::INSPECTION_QUEUE_URL.to_string());
     names
 }
@@ -145,26 +135,10 @@ async fn each_function_is_configured_as_the_binary_reads_it() {
 }
 
 fn deploy_builtins_dry_run(stack: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let deploy = dir.path().join("deploy.jsonnet");
-    std::fs::write(
-        &deploy,
+    deploy_dry_run(
+        &["--builtins"],
         "{ StackName: 'da-test', Region: 'eu-west-1', CodeS3Bucket: 'code-bucket', CodeS3Prefix: 'fn' }",
-    )
-    .unwrap();
-    let stack_path = dir.path().join("builtins.jsonnet");
-    std::fs::write(&stack_path, stack).unwrap();
-    run_venv_tool(
-        "python",
-        &[
-            "tools/deploy.py",
-            "--dry-run",
-            "--builtins",
-            "--deploy",
-            deploy.to_str().unwrap(),
-            "--stack",
-            stack_path.to_str().unwrap(),
-        ],
+        Some(("builtins.jsonnet", stack)),
     )
 }
 
@@ -196,14 +170,7 @@ fn deploy_builtins_builds_the_binary_and_deploys_next_to_the_stack() {
     assert!(out.contains("--stack-name da-test-builtins"), "{out}");
     // Every template parameter is documented in builtins.jsonnet (DeepalertStack comes
     // from deploy.jsonnet's StackName).
-    let overrides = out
-        .split("--parameter-overrides")
-        .nth(1)
-        .expect("overrides");
-    let passed: BTreeSet<String> = overrides
-        .split_whitespace()
-        .map(|kv| kv.split('=').next().unwrap().to_string())
-        .collect();
+    let (overrides, passed) = parameter_overrides(&out);
     let params: BTreeSet<String> = template()["Parameters"]
         .as_mapping()
         .unwrap()
