@@ -17,6 +17,12 @@
   ReviewerLambdaArn: '',
   // Log filter of the functions (RUST_LOG syntax), e.g. 'info' or 'debug'.
   LogLevel: 'info',
+  // 'true': also publish reports to the report topic as alerts arrive (status new/more),
+  // as DeepAlert did. Emitters wanting only reviewed reports filter on status=published.
+  PublishUnreviewed: 'false',
+  // Sections of reports on the report topic: 'grouped' (by attribute; DeepAlert's fork)
+  // or 'flat' (the original DeepAlert's list of findings).
+  ReportSections: 'grouped',
   // Build time, not a template parameter: a directory of Rego policies (relative to this
   // file) built into review-invoker; they take precedence over ReviewerLambdaArn.
   // Empty: none. Check them first with `deepalert policy test DIR`.

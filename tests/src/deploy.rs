@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use crate::moto::run_venv_tool;
 
-/// Names passed to `env::var`, `env::optional`, `env::number`, `env::seconds`.
+/// Names passed to `env::var`, `env::optional`, `env::number`, `env::seconds`,
+/// `env::flag`, `env::parsed`.
 pub fn env_reads(source: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for helper in [
@@ -13,6 +14,8 @@ pub fn env_reads(source: &str) -> BTreeSet<String> {
         "env::optional(\"",
         "env::number(\"",
         "env::seconds(\"",
+        "env::flag(\"",
+        "env::parsed(\"",
     ] {
         for (i, _) in source.match_indices(helper) {
             let rest = &source[i + helper.len()..];

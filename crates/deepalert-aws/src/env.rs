@@ -47,3 +47,33 @@ pub fn number(name: &'static str, default: u64) -> Result<u64, EnvError> {
 pub fn seconds(name: &'static str, default: u64) -> Result<Duration, EnvError> {
     number(name, default).map(Duration::from_secs)
 }
+
+/// `true` or `false`, with a default when absent.
+pub fn flag(name: &'static str, default: bool) -> Result<bool, EnvError> {
+    match optional(name).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(EnvError::Invalid {
+            name,
+            value: other.to_string(),
+            why: "expected true or false".into(),
+        }),
+    }
+}
+
+/// A value parsed by `FromStr`, with a default when absent.
+pub fn parsed<T>(name: &'static str, default: T) -> Result<T, EnvError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match optional(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| EnvError::Invalid {
+            name,
+            why: e.to_string(),
+            value: v,
+        }),
+    }
+}

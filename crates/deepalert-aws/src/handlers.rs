@@ -12,17 +12,18 @@ use tracing::{error, warn};
 use crate::workflow::ExecutionInput;
 
 /// A message body as it arrives from a queue: the payload itself (raw delivery), or an
-/// SNS notification envelope around it (subscription without raw delivery).
+/// SNS notification envelope around it (subscription without raw delivery). As DeepAlert
+/// did, an envelope is recognised by its string `Message` field, with or without `Type`.
 pub fn unwrap_sns_envelope(body: &str) -> std::borrow::Cow<'_, str> {
     #[derive(Deserialize)]
     struct Envelope {
-        #[serde(rename = "Type")]
-        kind: String,
+        #[serde(rename = "Type", default)]
+        kind: Option<String>,
         #[serde(rename = "Message")]
         message: String,
     }
     match serde_json::from_str::<Envelope>(body) {
-        Ok(env) if env.kind == "Notification" => env.message.into(),
+        Ok(env) if env.kind.as_deref().is_none_or(|k| k == "Notification") => env.message.into(),
         _ => body.into(),
     }
 }
@@ -42,6 +43,9 @@ pub struct ReceptorDeps<'a> {
     pub workflow: &'a dyn Workflow,
     pub clock: &'a dyn Clock,
     pub settings: &'a PipelineSettings,
+    /// With `PublishUnreviewed`: the report topic, where each received alert's report
+    /// is published with status `new` or `more`, as DeepAlert did.
+    pub announce: Option<&'a dyn Emitter>,
 }
 
 /// Runs `handle` on each record's body (unwrapped from an SNS envelope) and reports the
@@ -70,15 +74,25 @@ where
 pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
     each_record(&event, |id, body| async move {
         let outcome = match parse_alert(body.as_bytes()) {
-            Ok(alert) => services::receive_alert(
-                deps.store,
-                deps.workflow,
-                deps.clock,
-                deps.settings,
-                &alert,
-            )
-            .await
-            .map(|_| ()),
+            Ok(alert) => {
+                match services::receive_alert(
+                    deps.store,
+                    deps.workflow,
+                    deps.clock,
+                    deps.settings,
+                    &alert,
+                )
+                .await
+                {
+                    Ok(receipt) => match deps.announce {
+                        Some(emitter) => {
+                            services::announce_received(deps.store, emitter, &receipt).await
+                        }
+                        None => Ok(()),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
             Err(AlertError::Invalid(v)) => Err(PipelineError::Invalid(v)),
             Err(e @ AlertError::Parse(_)) => {
                 error!(message_id = %id, error = %e, "alert refused; it will go to the DLQ");
@@ -125,11 +139,12 @@ pub async fn dispatcher(
     })
 }
 
-/// Inspection queue → stored findings and new tasks. Messages are `InspectionReport`s
-/// (raw, or inside an SNS envelope); a malformed one is reported failed (→ DLQ).
+/// Inspection queue → stored findings and new tasks. Messages are ours
+/// (`InspectionReport`) or DeepAlert's (a finding, or new attributes), raw or inside an
+/// SNS envelope; anything else is reported failed and reaches the DLQ after its retries.
 pub async fn inspector_gateway(deps: &TaskDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
     each_record(&event, |id, body| async move {
-        let msg: InspectionReport = serde_json::from_str(&body).map_err(|e| {
+        let msg = InspectionReport::from_message(body.as_bytes()).map_err(|e| {
             error!(message_id = %id, error = %e, "inspection message refused; it will go to the DLQ");
         })?;
         let report_id = msg.report_id;

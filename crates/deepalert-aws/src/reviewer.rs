@@ -53,10 +53,7 @@ impl Reviewer for LambdaReviewer {
                 String::from_utf8_lossy(&payload)
             )));
         }
-        if payload.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice::<Option<ReviewResult>>(&payload).map_err(|e| {
+        deepalert_core::parse_verdict(&payload).map_err(|e| {
             PortError::new(format!(
                 "reviewer {} answered something that is not a verdict ({e}): {}",
                 self.function,

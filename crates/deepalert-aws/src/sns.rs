@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use deepalert_core::ports::{Emitter, PortError, PortResult, TaskBus};
-use deepalert_core::{Report, Task};
+use deepalert_core::{Report, SectionFormat, Task};
 
 /// SNS messages are at most 256 KiB; leave room for the envelope.
 const MAX_REPORT_BYTES: usize = 240 * 1024;
@@ -105,13 +105,16 @@ impl TaskBus for SnsTaskBus {
 pub struct SnsEmitter {
     client: Client,
     topic_arn: String,
+    sections: SectionFormat,
 }
 
 impl SnsEmitter {
-    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+    /// `sections`: how the published report's sections are written (`ReportSections`).
+    pub fn new(client: Client, topic_arn: impl Into<String>, sections: SectionFormat) -> Self {
         SnsEmitter {
             client,
             topic_arn: topic_arn.into(),
+            sections,
         }
     }
 }
@@ -135,7 +138,7 @@ impl Emitter for SnsEmitter {
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .message(serde_json::to_string(&report).expect("reports serialize"));
+            .message(report.to_wire(self.sections).to_string());
         for (name, value) in [
             ("status", report.status.as_str()),
             ("severity", severity),

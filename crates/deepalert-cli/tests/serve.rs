@@ -313,7 +313,7 @@ fn bad_input_is_refused_clearly_and_stores_nothing() {
 
     // Wrong type of a field: the path is named.
     let mut bad = valid.clone();
-    bad["attributes"][1]["type"] = json!("ip");
+    bad["attributes"][1]["type"] = json!(4);
     let (status, body) = server.post_alert(&bad);
     assert_eq!(status, 400);
     assert!(

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deepalert_core::AttrType;
 use deepalert_core::services::PipelineSettings;
+use deepalert_core::{AttrType, SectionFormat};
 use serde::Deserialize;
 
 use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
@@ -80,6 +80,11 @@ pub struct PipelineConfig {
     pub max_concurrent_jobs: usize,
     pub max_concurrent_plugins: usize,
     pub max_job_attempts: u32,
+    /// Emitters also get reports as alerts arrive (`new`/`more`), as DeepAlert did.
+    pub publish_unreviewed: bool,
+    /// Sections handed to exec emitters: `grouped` (ours and DeepAlert's fork) or
+    /// `flat` (the original DeepAlert's list).
+    pub report_sections: SectionFormat,
 }
 
 impl Default for PipelineConfig {
@@ -95,6 +100,8 @@ impl Default for PipelineConfig {
             max_concurrent_jobs: r.max_concurrent_jobs,
             max_concurrent_plugins: r.max_concurrent_plugins,
             max_job_attempts: r.max_job_attempts,
+            publish_unreviewed: r.publish_unreviewed,
+            report_sections: SectionFormat::default(),
         }
     }
 }
@@ -210,6 +217,15 @@ impl Config {
                 }
             }
         }
+        for (i, p) in self.inspectors.iter().enumerate() {
+            // A filter on a type no attribute has is a typo that would silently never
+            // match; alerts may carry other types, but filters name the known ones.
+            for t in p.attribute_types.iter().flatten() {
+                if let Err(e) = t.as_str().parse::<AttrType>() {
+                    return Err(invalid(format!("inspector[{i}].attribute_types"), &e));
+                }
+            }
+        }
         let all = self
             .inspectors
             .iter()
@@ -314,6 +330,7 @@ impl Config {
             max_concurrent_jobs: self.pipeline.max_concurrent_jobs,
             max_concurrent_plugins: self.pipeline.max_concurrent_plugins,
             max_job_attempts: self.pipeline.max_job_attempts,
+            publish_unreviewed: self.pipeline.publish_unreviewed,
             ..RuntimeSettings::default()
         }
     }
@@ -358,7 +375,7 @@ impl Config {
                 attribute_types: p
                     .attribute_types
                     .as_ref()
-                    .map(|t| t.iter().copied().collect::<BTreeSet<_>>()),
+                    .map(|t| t.iter().cloned().collect::<BTreeSet<_>>()),
                 plugin,
             });
         }
@@ -369,7 +386,10 @@ impl Config {
                 Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx, state.clone())
                     .await
                     .map_err(|e| builtin_error(format!("emitter[{i}]"), e))?,
-                None => Arc::new(ExecEmitter(self.exec(p))),
+                None => Arc::new(ExecEmitter {
+                    command: self.exec(p),
+                    sections: self.pipeline.report_sections,
+                }),
             };
             emitters.push(EmitterEntry {
                 name,
@@ -491,8 +511,8 @@ mod tests {
         let secrets = deepalert_plugins::Secrets::new(|_| None, None);
         let p = c.plugins(Arc::new(NoState), &secrets, None).await.unwrap();
         assert_eq!(p.inspectors[0].name, "intel");
-        assert!(p.inspectors[0].wants(AttrType::Domain));
-        assert!(!p.inspectors[0].wants(AttrType::Username));
+        assert!(p.inspectors[0].wants(&AttrType::Domain));
+        assert!(!p.inspectors[0].wants(&AttrType::Username));
         assert_eq!(p.emitters[0].max_attempts, 2);
     }
 

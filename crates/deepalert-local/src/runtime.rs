@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deepalert_core::ports::{Clock, Emitter, PortResult, Store, TaskBus, Workflow, WorkflowRun};
 use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
-use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, Task};
+use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, error, info_span, warn};
@@ -34,6 +34,9 @@ pub struct RuntimeSettings {
     pub max_job_attempts: u32,
     /// Finished jobs are remembered this long so a repeated start does not run twice.
     pub finished_job_retention: Duration,
+    /// Emitters also get each report as alerts arrive (status `new`/`more`, unreviewed),
+    /// as DeepAlert's report topic did. Built-in emitters ignore those.
+    pub publish_unreviewed: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -45,6 +48,7 @@ impl Default for RuntimeSettings {
             max_concurrent_plugins: 16,
             max_job_attempts: 10,
             finished_job_retention: Duration::from_secs(24 * 3600),
+            publish_unreviewed: false,
         }
     }
 }
@@ -66,6 +70,10 @@ struct EmitJob {
     emitter: String,
     report_id: ReportId,
     publication_id: String,
+    /// An unreviewed report (`publish_unreviewed`) travels in the job: only
+    /// publications are stored as snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Report>,
 }
 
 fn payload<T: Serialize>(v: &T) -> String {
@@ -118,7 +126,7 @@ impl TaskBus for LocalTaskBus {
         for task in tasks {
             let hash = task.attribute.identity();
             for inspector in self.plugins.inspectors.iter() {
-                if inspector.wants(task.attribute.attr_type) {
+                if inspector.wants(&task.attribute.attr_type) {
                     jobs.push(NewJob {
                         key: format!("inspect:{}:{hash}:{}", task.report_id, inspector.name),
                         kind: JobKind::Inspect,
@@ -147,6 +155,7 @@ pub struct LocalEmitter {
 impl Emitter for LocalEmitter {
     async fn emit(&self, report: &Report, publication_id: &str) -> PortResult<()> {
         let now = self.clock.now();
+        let snapshot = (report.status != ReportStatus::Published).then(|| report.clone());
         let jobs = self
             .plugins
             .emitters
@@ -159,6 +168,7 @@ impl Emitter for LocalEmitter {
                     emitter: e.name.clone(),
                     report_id: report.id,
                     publication_id: publication_id.to_string(),
+                    snapshot: snapshot.clone(),
                 }),
                 due_at: now,
             })
@@ -241,14 +251,18 @@ impl Engine {
     /// Validates, aggregates and stores an alert and schedules its inspection. Once this
     /// returns Ok, the alert is durable and its run will happen, even across a crash.
     pub async fn receive(&self, alert: &Alert) -> Result<Receipt, PipelineError> {
-        services::receive_alert(
+        let receipt = services::receive_alert(
             &self.store,
             &self.workflow,
             self.clock.as_ref(),
             &self.pipeline,
             alert,
         )
-        .await
+        .await?;
+        if self.runtime.publish_unreviewed && !self.plugins.emitters.is_empty() {
+            services::announce_received(&self.store, &self.emitter, &receipt).await?;
+        }
+        Ok(receipt)
     }
 
     /// Runs due jobs until `shutdown` resolves, then waits (briefly) for running ones.
@@ -493,7 +507,11 @@ impl Engine {
         let Some(entry) = self.plugins.emitters.iter().find(|e| e.name == job.emitter) else {
             return Outcome::GiveUp(format!("emitter {:?} is no longer configured", job.emitter));
         };
-        let report = match self.store.publication(&job.publication_id).await {
+        let stored = match &job.snapshot {
+            Some(report) => Ok(Some(report.clone())),
+            None => self.store.publication(&job.publication_id).await,
+        };
+        let report = match stored {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Outcome::GiveUp(format!("publication {} not found", job.publication_id));

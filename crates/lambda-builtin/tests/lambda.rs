@@ -180,7 +180,10 @@ async fn an_emitter_signs_with_an_ssm_secret_and_sends_a_report_once_per_change(
     let table = create_table(&ddb, "emitter-state").await;
     let (webhook, url) = Recorder::start().await;
 
-    let report = testing::report();
+    let mut report = testing::report();
+    report.status = deepalert_core::ReportStatus::Published;
+    report.publications = 1;
+    report.result = Some(deepalert_core::ReviewResult::unclassified("no verdict"));
     let mut reviewed = report.clone();
     reviewed.result = Some(deepalert_core::ReviewResult {
         severity: Severity::Urgent,
@@ -228,7 +231,10 @@ async fn an_emitter_signs_with_an_ssm_secret_and_sends_a_report_once_per_change(
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
-    assert_eq!(sent[0].result, None);
+    assert_eq!(
+        sent[0].result.as_ref().map(|r| r.severity),
+        Some(Severity::Unclassified)
+    );
     assert_eq!(
         sent[1].result.as_ref().map(|r| r.severity),
         Some(Severity::Urgent)

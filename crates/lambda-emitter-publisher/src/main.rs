@@ -4,6 +4,7 @@
 
 use deepalert_aws::handlers::{PublishInput, PublisherDeps, emitter_publisher};
 use deepalert_aws::{SnsEmitter, env};
+use deepalert_core::SectionFormat;
 use deepalert_core::ports::SystemClock;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -13,10 +14,11 @@ async fn main() -> Result<(), Error> {
     let table = env::var("TABLE_NAME")?;
     let report_topic = env::var("REPORT_TOPIC_ARN")?;
     let retention_days = env::number("RETENTION_DAYS", 30)?;
+    let sections = env::parsed("REPORT_SECTIONS", SectionFormat::Grouped)?;
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
-    let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic);
+    let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic, sections);
     let deps = PublisherDeps {
         store: &store,
         emitter: &emitter,

@@ -3,8 +3,9 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::handlers::{ReceptorDeps, receptor};
-use deepalert_aws::{SfnWorkflow, env};
-use deepalert_core::ports::SystemClock;
+use deepalert_aws::{SfnWorkflow, SnsEmitter, env};
+use deepalert_core::SectionFormat;
+use deepalert_core::ports::{Emitter, SystemClock};
 use deepalert_core::services::PipelineSettings;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -17,6 +18,8 @@ async fn main() -> Result<(), Error> {
     let review_delay = env::seconds("REVIEW_DELAY_SECONDS", 600)?;
     let window = env::seconds("AGGREGATION_WINDOW_SECONDS", 3 * 3600)?;
     let retention_days = env::number("RETENTION_DAYS", 30)?;
+    let publish_unreviewed = env::flag("PUBLISH_UNREVIEWED", false)?;
+    let sections = env::parsed("REPORT_SECTIONS", SectionFormat::Grouped)?;
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
@@ -26,6 +29,17 @@ async fn main() -> Result<(), Error> {
         inspection_delay,
         review_delay,
     );
+    // Reports go to the report topic as alerts arrive only with PublishUnreviewed.
+    let announcer = if publish_unreviewed {
+        let topic = env::var("REPORT_TOPIC_ARN")?;
+        Some(SnsEmitter::new(
+            aws_sdk_sns::Client::new(&sdk),
+            topic,
+            sections,
+        ))
+    } else {
+        None
+    };
     let settings = PipelineSettings {
         aggregation_window: chrono::Duration::from_std(window)?,
         ..PipelineSettings::default()
@@ -35,6 +49,7 @@ async fn main() -> Result<(), Error> {
         workflow: &workflow,
         clock: &SystemClock,
         settings: &settings,
+        announce: announcer.as_ref().map(|e| e as &dyn Emitter),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

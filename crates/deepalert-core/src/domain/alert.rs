@@ -16,7 +16,11 @@ pub struct Alert {
     pub alert_key: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub attributes: Vec<Attribute>,
@@ -70,8 +74,9 @@ impl fmt::Display for AlertId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What an attribute is. DeepAlert's types are open strings: the six known ones have
+/// variants, anything else is kept as it came (`Other`) and passed to inspectors as is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AttrType {
     Ipaddr,
     Domain,
@@ -79,10 +84,11 @@ pub enum AttrType {
     Filehashvalue,
     Json,
     Url,
+    Other(String),
 }
 
 impl AttrType {
-    pub const ALL: [AttrType; 6] = [
+    pub const KNOWN: [AttrType; 6] = [
         AttrType::Ipaddr,
         AttrType::Domain,
         AttrType::Username,
@@ -91,7 +97,7 @@ impl AttrType {
         AttrType::Url,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             AttrType::Ipaddr => "ipaddr",
             AttrType::Domain => "domain",
@@ -99,7 +105,20 @@ impl AttrType {
             AttrType::Filehashvalue => "filehashvalue",
             AttrType::Json => "json",
             AttrType::Url => "url",
+            AttrType::Other(s) => s,
         }
+    }
+
+    /// Any string: a known type, else `Other`.
+    pub fn from_wire(s: &str) -> Self {
+        AttrType::KNOWN
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .unwrap_or_else(|| AttrType::Other(s.to_string()))
+    }
+
+    pub fn is_known(&self) -> bool {
+        !matches!(self, AttrType::Other(_))
     }
 }
 
@@ -109,18 +128,38 @@ impl fmt::Display for AttrType {
     }
 }
 
+/// Parses one of the six known types only: configuration uses it, so that a typo in a
+/// type filter is an error rather than a filter that never matches.
 impl std::str::FromStr for AttrType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AttrType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown attribute type {s:?}"))
+        let t = AttrType::from_wire(s);
+        if t.is_known() {
+            Ok(t)
+        } else {
+            Err(format!(
+                "unknown attribute type {s:?} (known: ipaddr, domain, username, filehashvalue, json, url)"
+            ))
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl Serialize for AttrType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttrType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(AttrType::from_wire(&s))
+    }
+}
+
+/// The role of an attribute in the alert. Open, like [`AttrType`]: the eight known
+/// contexts have variants, others are kept as they came.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AttrContext {
     Remote,
     Local,
@@ -130,10 +169,22 @@ pub enum AttrContext {
     Server,
     File,
     Additional,
+    Other(String),
 }
 
 impl AttrContext {
-    pub fn as_str(self) -> &'static str {
+    pub const KNOWN: [AttrContext; 8] = [
+        AttrContext::Remote,
+        AttrContext::Local,
+        AttrContext::Subject,
+        AttrContext::Object,
+        AttrContext::Client,
+        AttrContext::Server,
+        AttrContext::File,
+        AttrContext::Additional,
+    ];
+
+    pub fn as_str(&self) -> &str {
         match self {
             AttrContext::Remote => "remote",
             AttrContext::Local => "local",
@@ -143,7 +194,28 @@ impl AttrContext {
             AttrContext::Server => "server",
             AttrContext::File => "file",
             AttrContext::Additional => "additional",
+            AttrContext::Other(s) => s,
         }
+    }
+
+    pub fn from_wire(s: &str) -> Self {
+        AttrContext::KNOWN
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or_else(|| AttrContext::Other(s.to_string()))
+    }
+}
+
+impl Serialize for AttrContext {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttrContext {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(AttrContext::from_wire(&s))
     }
 }
 
@@ -157,7 +229,11 @@ pub struct Attribute {
     pub value: String,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub context: Vec<AttrContext>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
 }
 

@@ -166,7 +166,11 @@ pub struct EntityActivity {
     pub action: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub last_seen: Option<DateTime<Utc>>,
 }
 
@@ -174,7 +178,11 @@ pub struct EntityActivity {
 pub struct EntityMalware {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(
         default,
@@ -202,7 +210,11 @@ pub struct EntityMalwareScan {
 pub struct EntityDomain {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
@@ -214,7 +226,11 @@ pub struct EntityUrl {
     pub url: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reference: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
@@ -226,7 +242,11 @@ pub struct EntitySoftware {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::go_time"
+    )]
     pub last_seen: Option<DateTime<Utc>>,
 }
 

@@ -115,16 +115,81 @@ pub struct Authored<T> {
     pub content: T,
 }
 
-/// Findings grouped by the attribute they are about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Findings grouped by the attribute they are about. On the wire it carries the
+/// attribute twice: as `attribute` (ours) and as `attr` (DeepAlert's fork), so reviewers
+/// and emitters written for either read it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Section {
     pub attribute: Attribute,
-    #[serde(default)]
     pub hosts: Vec<Authored<ContentHost>>,
-    #[serde(default)]
     pub users: Vec<Authored<ContentUser>>,
-    #[serde(default)]
     pub binaries: Vec<Authored<ContentBinary>>,
+}
+
+impl Serialize for Section {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Section", 5)?;
+        st.serialize_field("attribute", &self.attribute)?;
+        st.serialize_field("attr", &self.attribute)?;
+        st.serialize_field("hosts", &self.hosts)?;
+        st.serialize_field("users", &self.users)?;
+        st.serialize_field("binaries", &self.binaries)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Section {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            attribute: Option<Attribute>,
+            #[serde(default)]
+            attr: Option<Attribute>,
+            #[serde(default, deserialize_with = "super::null_as_default")]
+            hosts: Vec<Authored<ContentHost>>,
+            #[serde(default, deserialize_with = "super::null_as_default")]
+            users: Vec<Authored<ContentUser>>,
+            #[serde(default, deserialize_with = "super::null_as_default")]
+            binaries: Vec<Authored<ContentBinary>>,
+        }
+        let w = Wire::deserialize(d)?;
+        let attribute = w
+            .attribute
+            .or(w.attr)
+            .ok_or_else(|| serde::de::Error::missing_field("attribute (or attr)"))?;
+        Ok(Section {
+            attribute,
+            hosts: w.hosts,
+            users: w.users,
+            binaries: w.binaries,
+        })
+    }
+}
+
+/// How sections are written in reports handed to emitters: grouped by attribute (ours
+/// and DeepAlert's fork) or the original DeepAlert's flat list of
+/// `{report_id, author, attribute, type, content}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectionFormat {
+    #[default]
+    Grouped,
+    Flat,
+}
+
+impl std::str::FromStr for SectionFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "grouped" => Ok(SectionFormat::Grouped),
+            "flat" => Ok(SectionFormat::Flat),
+            other => Err(format!(
+                "unknown section format {other:?} (expected grouped or flat)"
+            )),
+        }
+    }
 }
 
 /// Groups stored findings into sections, in the report's attribute order; findings about
@@ -198,12 +263,18 @@ pub struct Note {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub id: ReportId,
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub alerts: Vec<Alert>,
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub attributes: Vec<Attribute>,
+    /// Grouped by attribute; reading also takes DeepAlert's flat list.
+    #[serde(default, deserialize_with = "sections_any_shape")]
     pub sections: Vec<Section>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::null_as_default")]
     pub notes: Vec<Note>,
-    /// `null` until the report has been reviewed.
+    /// `null` until the report has been reviewed. Reading also takes DeepAlert's
+    /// `{"severity": "", "reason": ""}` for "not reviewed".
+    #[serde(default, deserialize_with = "verdict")]
     pub result: Option<ReviewResult>,
     pub status: ReportStatus,
     pub created_at: DateTime<Utc>,
@@ -261,5 +332,157 @@ impl Report {
             .first()
             .map(|a| a.rule_id.as_str())
             .unwrap_or("")
+    }
+}
+
+/// A reviewer's answer or a report's `result`: `null`, or an object whose `severity` is
+/// missing or empty (DeepAlert's "not reviewed" / "no verdict"), is no verdict; an
+/// unknown severity is an error naming it.
+pub fn verdict_from_value(v: serde_json::Value) -> Result<Option<ReviewResult>, String> {
+    let obj = match v {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Object(obj) => obj,
+        other => {
+            return Err(format!(
+                "a verdict is an object {{\"severity\", \"reason\"}} or null, not {other}"
+            ));
+        }
+    };
+    let severity = match obj.get("severity") {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(serde_json::Value::String(s)) => match s.as_str() {
+            "safe" => Severity::Safe,
+            "unclassified" => Severity::Unclassified,
+            "urgent" => Severity::Urgent,
+            other => {
+                return Err(format!(
+                    "unknown severity {other:?} (expected safe, unclassified or urgent)"
+                ));
+            }
+        },
+        Some(other) => return Err(format!("severity must be a string, not {other}")),
+    };
+    let reason = match obj.get("reason") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("reason must be a string, not {other}")),
+    };
+    Ok(Some(ReviewResult { severity, reason }))
+}
+
+/// A reviewer's answer as bytes (a program's stdout, a Lambda payload): nothing, `null`
+/// or an empty severity is no verdict.
+pub fn parse_verdict(bytes: &[u8]) -> Result<Option<ReviewResult>, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    verdict_from_value(v)
+}
+
+fn verdict<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReviewResult>, D::Error> {
+    verdict_from_value(serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+/// One entry of DeepAlert's flat section list (its `ReportSection` / `Finding`).
+#[derive(Deserialize)]
+struct FlatSection {
+    #[serde(default)]
+    author: String,
+    attribute: Attribute,
+    #[serde(flatten)]
+    content: super::FindingContent,
+}
+
+fn sections_any_shape<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Section>, D::Error> {
+    use serde::de::Error;
+    let items: Vec<serde_json::Value> = super::null_as_default(d)?;
+    let mut grouped = Vec::new();
+    let mut flat = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let is_flat = item.get("content").is_some() || item.get("type").is_some();
+        if is_flat {
+            let f: FlatSection = serde_json::from_value(item)
+                .map_err(|e| D::Error::custom(format!("sections[{i}]: {e}")))?;
+            flat.push(f);
+        } else {
+            grouped.push(
+                serde_json::from_value::<Section>(item)
+                    .map_err(|e| D::Error::custom(format!("sections[{i}]: {e}")))?,
+            );
+        }
+    }
+    if flat.is_empty() {
+        return Ok(grouped);
+    }
+    let order: Vec<Attribute> = grouped
+        .iter()
+        .map(|s| s.attribute.clone())
+        .chain(flat.iter().map(|f| f.attribute.clone()))
+        .collect();
+    let mut builder = SectionsBuilder::new(&order);
+    for s in grouped {
+        for h in s.hosts {
+            builder.add(
+                s.attribute.clone(),
+                h.author,
+                super::FindingContent::Host(h.content),
+            );
+        }
+        for u in s.users {
+            builder.add(
+                s.attribute.clone(),
+                u.author,
+                super::FindingContent::User(u.content),
+            );
+        }
+        for b in s.binaries {
+            builder.add(
+                s.attribute.clone(),
+                b.author,
+                super::FindingContent::Binary(b.content),
+            );
+        }
+    }
+    for f in flat {
+        builder.add(f.attribute, f.author, f.content);
+    }
+    Ok(builder.finish())
+}
+
+impl Report {
+    /// The report as emitters receive it: sections in `format`, and `result` always an
+    /// object (`{"severity": "", "reason": ""}` before review), as DeepAlert sent it.
+    pub fn to_wire(&self, format: SectionFormat) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("reports always serialize");
+        if self.result.is_none() {
+            v["result"] = serde_json::json!({"severity": "", "reason": ""});
+        }
+        if format == SectionFormat::Flat {
+            let mut flat = Vec::new();
+            for s in &self.sections {
+                let entry = |author: &str, kind: &str, content: serde_json::Value| {
+                    serde_json::json!({
+                        "report_id": self.id,
+                        "author": author,
+                        "attribute": s.attribute,
+                        "type": kind,
+                        "content": content,
+                    })
+                };
+                for h in &s.hosts {
+                    flat.push(entry(&h.author, "host", serde_json::json!(h.content)));
+                }
+                for u in &s.users {
+                    flat.push(entry(&u.author, "user", serde_json::json!(u.content)));
+                }
+                for b in &s.binaries {
+                    flat.push(entry(&b.author, "binary", serde_json::json!(b.content)));
+                }
+            }
+            v["sections"] = serde_json::Value::Array(flat);
+        }
+        v
     }
 }

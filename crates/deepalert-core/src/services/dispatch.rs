@@ -30,7 +30,15 @@ pub async fn dispatch(
             report_id: run.report_id,
             alert_ref: run.alert_ref.clone(),
         })?;
-    let claims = unique_claims(&alert.attributes, 0);
+    // DeepAlert's dispatcher gave every task attribute a time (the alert's) and Go
+    // inspectors dereference it; without one in the alert, the time of dispatch.
+    let observed = alert.timestamp.unwrap_or_else(|| clock.now());
+    let attributes: Vec<Attribute> = alert
+        .attributes
+        .iter()
+        .map(|a| with_time(a, Some(observed)))
+        .collect();
+    let claims = unique_claims(&attributes, 0);
     let origin = TaskOrigin {
         report_id: run.report_id,
         detector: &alert.detector,
@@ -48,6 +56,15 @@ pub async fn dispatch(
         tasks_published,
         review,
     })
+}
+
+/// The attribute with `time` as its timestamp if it has none (identity ignores it).
+pub(super) fn with_time(a: &Attribute, time: Option<chrono::DateTime<chrono::Utc>>) -> Attribute {
+    let mut a = a.clone();
+    if a.timestamp.is_none() {
+        a.timestamp = time;
+    }
+    a
 }
 
 pub(super) fn unique_claims(attrs: &[Attribute], depth: u32) -> Vec<AttributeClaim> {

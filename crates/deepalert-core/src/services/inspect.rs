@@ -1,6 +1,6 @@
 use tracing::{info, warn};
 
-use super::dispatch::{TaskOrigin, claim_and_publish, unique_claims};
+use super::dispatch::{TaskOrigin, claim_and_publish, unique_claims, with_time};
 use super::{PIPELINE_AUTHOR, PipelineError, PipelineSettings};
 use crate::domain::validate::validate_inspector_output;
 use crate::domain::{Finding, InspectionReport, Note};
@@ -107,7 +107,15 @@ pub async fn accept_inspection(
         detector: &head.detector,
         rule_id: &head.rule_id,
     };
-    let claims = unique_claims(&msg.output.attributes, depth);
+    // As DeepAlert's inspector package does: a new attribute without a time gets the
+    // time of the attribute it was found from.
+    let found: Vec<_> = msg
+        .output
+        .attributes
+        .iter()
+        .map(|a| with_time(a, msg.attribute.timestamp))
+        .collect();
+    let claims = unique_claims(&found, depth);
     let claimer = format!("{}:{}", msg.author, msg.attribute.identity());
     outcome.tasks_published =
         claim_and_publish(store, bus, clock, settings, &origin, &claims, &claimer).await?;

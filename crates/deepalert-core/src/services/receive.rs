@@ -3,7 +3,7 @@ use tracing::info;
 
 use super::{PipelineError, PipelineSettings};
 use crate::domain::{Alert, ReportId, ReportStatus, validate_alert};
-use crate::ports::{Clock, NewAlert, Store, Workflow, WorkflowRun};
+use crate::ports::{Clock, Emitter, NewAlert, Store, Workflow, WorkflowRun};
 
 /// What the sender of an alert is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,6 +13,9 @@ pub struct Receipt {
     /// The same alert had been received before: nothing new was stored or started.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The alert's workflow run (deterministic: the same alert gives the same name).
+    #[serde(skip)]
+    pub run_name: String,
 }
 
 /// Validates, aggregates and stores an alert, then starts its workflow run.
@@ -60,7 +63,32 @@ pub async fn receive_alert(
         report_id: receipt.report_id,
         status: receipt.status,
         duplicate: receipt.duplicate,
+        run_name: run.name,
     })
+}
+
+/// Hands the report, as it stands after receiving an alert (status `new` or `more`, not
+/// reviewed), to `emitter`: DeepAlert published reports on the report topic as alerts
+/// arrived, and some of its users' emitters rely on that (`PublishUnreviewed`). Keyed by
+/// the alert's run, so a redelivered alert announces the same thing again at most.
+pub async fn announce_received(
+    store: &dyn Store,
+    emitter: &dyn Emitter,
+    receipt: &Receipt,
+) -> Result<(), PipelineError> {
+    let report = store
+        .compile_report(receipt.report_id)
+        .await?
+        .ok_or(PipelineError::ReportNotFound(receipt.report_id))?;
+    if report.status == ReportStatus::Published {
+        // A redelivered alert after its report was published: what subscribers to
+        // `published` get comes from the publication, not from here.
+        return Ok(());
+    }
+    let key = format!("{}-{}", receipt.run_name, report.status.as_str());
+    emitter.emit(&report, &key).await?;
+    info!(report_id = %receipt.report_id, status = report.status.as_str(), "announced unreviewed");
+    Ok(())
 }
 
 /// `<report uuid>-<first 32 hex of the alert hash>`: 69 chars, a valid execution name.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deepalert_core::ports::{PortError, PortResult, Reviewer};
-use deepalert_core::{InspectorOutput, Report, ReviewResult, Task};
+use deepalert_core::{InspectorOutput, Report, ReviewResult, SectionFormat, Task};
 use tokio::io::AsyncWriteExt;
 
 use super::{EmitterPlugin, InspectorPlugin, PluginError};
@@ -66,16 +66,16 @@ impl ExecCommand {
         Ok(output.stdout)
     }
 
-    async fn run_json<I: serde::Serialize, O: serde::de::DeserializeOwned>(
+    /// Runs with `input` as JSON and reads stdout with `read`; a refusal shows the start
+    /// of what the plug-in printed.
+    async fn run_json<I: serde::Serialize, O>(
         &self,
         input: &I,
-    ) -> Result<Option<O>, PluginError> {
+        read: impl FnOnce(&[u8]) -> Result<O, String>,
+    ) -> Result<O, PluginError> {
         let input = serde_json::to_vec(input).expect("domain types always serialize");
         let out = self.run(&input).await?;
-        if out.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice::<Option<O>>(&out).map_err(|e| {
+        read(&out).map_err(|e| {
             let shown = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
             PluginError::BadOutput(format!("{e} in {shown:?}"))
         })
@@ -97,13 +97,18 @@ fn stderr_tail(stderr: &[u8]) -> String {
 }
 
 /// stdin: a task `{"report_id", "attribute"}`; stdout: `{"findings": [...],
-/// "attributes": [...]}` (empty output or `null`: nothing found).
+/// "attributes": [...]}`, or DeepAlert's finding / new-attribute messages one per line
+/// (empty output or `null`: nothing found).
 pub struct ExecInspector(pub ExecCommand);
 
 #[async_trait]
 impl InspectorPlugin for ExecInspector {
     async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
-        Ok(self.0.run_json(task).await?.unwrap_or_default())
+        self.0
+            .run_json(task, |out| {
+                InspectorOutput::from_plugin_output(task, out).map_err(|e| e.to_string())
+            })
+            .await
     }
 }
 
@@ -115,20 +120,24 @@ pub struct ExecReviewer(pub ExecCommand);
 impl Reviewer for ExecReviewer {
     async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
         self.0
-            .run_json(report)
+            .run_json(report, deepalert_core::parse_verdict)
             .await
             .map_err(|e| PortError::with_source("exec reviewer", e))
     }
 }
 
-/// stdin: the published report; exit status 0 means delivered. stdout is ignored.
-pub struct ExecEmitter(pub ExecCommand);
+/// stdin: the published report, sections written as `sections` says; exit status 0
+/// means delivered. stdout is ignored.
+pub struct ExecEmitter {
+    pub command: ExecCommand,
+    pub sections: SectionFormat,
+}
 
 #[async_trait]
 impl EmitterPlugin for ExecEmitter {
     async fn emit(&self, report: &Report) -> Result<(), PluginError> {
-        let input = serde_json::to_vec(report).expect("domain types always serialize");
-        self.0.run(&input).await.map(|_| ())
+        let input = report.to_wire(self.sections).to_string();
+        self.command.run(input.as_bytes()).await.map(|_| ())
     }
 }
 

@@ -20,10 +20,10 @@ pub struct InspectorEntry {
 }
 
 impl InspectorEntry {
-    pub fn wants(&self, t: AttrType) -> bool {
+    pub fn wants(&self, t: &AttrType) -> bool {
         self.attribute_types
             .as_ref()
-            .is_none_or(|set| set.contains(&t))
+            .is_none_or(|set| set.contains(t))
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Every built-in emitter sends only on change: a report published again with nothing
 //! new (same verdict, attributes, findings, notes and alert count) is not sent again.
+//! They send reviewed (`published`) reports only.
 
 pub mod github;
 pub mod jsonl;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState};
-use deepalert_core::{Report, sha256_hex};
+use deepalert_core::{Report, ReportStatus, sha256_hex};
 
 /// Sends through `inner` only when the report changed since this emitter last sent it.
 pub struct OnChange {
@@ -53,6 +54,12 @@ pub fn fingerprint(report: &Report) -> String {
 #[async_trait]
 impl EmitterPlugin for OnChange {
     async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+        if report.status != ReportStatus::Published {
+            // Unreviewed reports (DeepAlert's `new`/`more`, with PublishUnreviewed) are for
+            // emitters that ask for them; a notification needs a verdict.
+            tracing::debug!(report_id = %report.id, emitter = %self.name, status = report.status.as_str(), "not reviewed yet; not sent");
+            return Ok(());
+        }
         let key = format!("sent:{}:{}", self.name, report.id);
         let now = fingerprint(report);
         let last = self

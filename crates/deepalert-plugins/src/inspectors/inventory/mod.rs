@@ -94,7 +94,7 @@ impl InventoryInspector {
     }
 
     /// The most specific asset for an attribute (the longest matching prefix for IPs).
-    fn lookup(&self, attr_type: AttrType, value: &str) -> Option<&Asset> {
+    fn lookup(&self, attr_type: &AttrType, value: &str) -> Option<&Asset> {
         match attr_type {
             AttrType::Ipaddr => {
                 let ip: IpAddr = value.trim().parse().ok()?;
@@ -131,7 +131,7 @@ fn non_empty(s: &str) -> Vec<String> {
 impl InspectorPlugin for InventoryInspector {
     async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
         let mut out = InspectorOutput::default();
-        if let Some(asset) = self.lookup(task.attribute.attr_type, &task.attribute.value) {
+        if let Some(asset) = self.lookup(&task.attribute.attr_type, &task.attribute.value) {
             out.findings.push(FindingContent::Host(ContentHost {
                 ipaddr: if task.attribute.attr_type == AttrType::Ipaddr {
                     vec![task.attribute.value.clone()]

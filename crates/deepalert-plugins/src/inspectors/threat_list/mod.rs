@@ -73,14 +73,14 @@ impl ThreatLists {
             });
             for (line, value) in indicators(&text, file.column.as_ref(), &path)? {
                 lists
-                    .add(file.kind, &value, &source)
+                    .add(&file.kind, &value, &source)
                     .map_err(|e| load_error(&path, line, e))?;
             }
         }
         Ok(lists)
     }
 
-    fn add(&mut self, kind: AttrType, value: &str, source: &str) -> Result<(), String> {
+    fn add(&mut self, kind: &AttrType, value: &str, source: &str) -> Result<(), String> {
         let push = |map: &mut HashMap<String, Vec<String>>, key: String| {
             let sources = map.entry(key).or_default();
             if !sources.iter().any(|s| s == source) {

@@ -21,7 +21,7 @@ impl VirusTotal {
         VirusTotal(Provider::new("virustotal", options, key, BASE_URL, 4))
     }
 
-    fn path(t: AttrType, value: &str) -> Option<String> {
+    fn path(t: &AttrType, value: &str) -> Option<String> {
         use base64::Engine as _;
         Some(match t {
             AttrType::Ipaddr => format!("/ip_addresses/{value}"),
@@ -55,10 +55,10 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// The finding for a VirusTotal object (the `data.attributes` of its answer).
-pub fn finding(t: AttrType, value: &str, attrs: &Value) -> FindingContent {
+pub fn finding(t: &AttrType, value: &str, attrs: &Value) -> FindingContent {
     let (flagged, engines) = stats(attrs);
     let verdict = format!("{flagged} of {engines} engines flag it malicious or suspicious");
-    if t == AttrType::Filehashvalue {
+    if *t == AttrType::Filehashvalue {
         let scans = attrs["last_analysis_results"]
             .as_object()
             .map(|results| {
@@ -90,7 +90,7 @@ pub fn finding(t: AttrType, value: &str, attrs: &Value) -> FindingContent {
         });
     }
     FindingContent::Host(ContentHost {
-        ipaddr: if t == AttrType::Ipaddr {
+        ipaddr: if *t == AttrType::Ipaddr {
             vec![value.into()]
         } else {
             vec![]
@@ -110,7 +110,7 @@ pub fn finding(t: AttrType, value: &str, attrs: &Value) -> FindingContent {
 #[async_trait]
 impl InspectorPlugin for VirusTotal {
     async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
-        let t = task.attribute.attr_type;
+        let t = &task.attribute.attr_type;
         let value = task.attribute.value.trim();
         let Some(path) = Self::path(t, value) else {
             return Ok(InspectorOutput::default());
