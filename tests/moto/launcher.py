@@ -1,8 +1,8 @@
 """Starts moto_server with Lambda invocations forwarded to an HTTP endpoint.
 
 moto cannot run Lambda code without Docker. This launcher replaces its Lambda backend's
-`invoke` so that every invocation -- from the Lambda API, and from Step Functions' lambda
-tasks, which call that API -- is POSTed to
+`invoke` so that every invocation -- from the Lambda API, from Step Functions' lambda
+tasks, which call that API, and from SNS subscriptions of protocol lambda -- is POSTed to
 
     $DEEPALERT_LAMBDA_FORWARD/2015-03-31/functions/<function name>/invocations
 
@@ -26,13 +26,17 @@ FORWARD = os.environ.get("DEEPALERT_LAMBDA_FORWARD", "").rstrip("/")
 
 def forward_invoke(self, function_name, qualifier, body, headers, response_headers):
     fn = self.get_function(function_name, qualifier)
+    return forward(fn.function_name, body, response_headers)
+
+
+def forward(function_name, body, response_headers):
     if not FORWARD:
-        raise RuntimeError("DEEPALERT_LAMBDA_FORWARD is not set: no endpoint to run %s" % fn.function_name)
+        raise RuntimeError("DEEPALERT_LAMBDA_FORWARD is not set: no endpoint to run %s" % function_name)
     if body is None:
         body = b"{}"
     elif isinstance(body, str):
         body = body.encode("utf-8")
-    url = "%s/2015-03-31/functions/%s/invocations" % (FORWARD, fn.function_name)
+    url = "%s/2015-03-31/functions/%s/invocations" % (FORWARD, function_name)
     request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as resp:
@@ -47,7 +51,13 @@ def forward_invoke(self, function_name, qualifier, body, headers, response_heade
     return payload
 
 
+def forward_function_invoke(self, body, request_headers, response_headers):
+    # SNS → Lambda subscriptions call the function object directly.
+    return forward(self.function_name, body, response_headers)
+
+
 models.LambdaBackend.invoke = forward_invoke
+models.LambdaFunction.invoke = forward_function_invoke
 
 if __name__ == "__main__":
     port = sys.argv[1] if len(sys.argv) > 1 else "5000"

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod aws_stack;
 pub mod deploy;
 pub mod http;
 pub mod lambda_runtime;

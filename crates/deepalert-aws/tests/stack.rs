@@ -1,26 +1,22 @@
-//! The whole stack on moto: the state machine from `template.yaml` really executes, its
-//! Lambda tasks reach the real handlers, an inspector answers through the task topic and
-//! the inspection queue, and an emitter's queue receives the published report.
+//! The whole stack on moto, as `template.yaml` ships it: its resources deployed one by one
+//! (topics, queues, subscriptions, table, state machine), its five functions run by their
+//! real binaries with the environment the template gives them, its SQS event source
+//! mappings run by pollers that honour batch size and `ReportBatchItemFailures`. The state
+//! machine really executes; its Lambda tasks reach the real binaries.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Stack, StackOptions};
+use common::{Reviewer, Stack, StackOptions};
 use deepalert_core::{ReportStatus, Severity};
+use deepalert_testkit::aws_stack::sqs_event;
 use deepalert_testkit::{example, read_json};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alert_flows_through_the_state_machine_to_the_report_topic() {
-    let stack = Stack::start(StackOptions {
-        reviewer_function: "reviewer",
-        review_function: "review-invoker",
-        inspection_delay: 1,
-        review_delay: 2,
-        pollers: true,
-    })
-    .await;
+    let stack = Stack::start(StackOptions::default()).await;
 
     stack
         .publish_alert(&read_json(&example("alerts/guardduty-ssh-bruteforce.json")))
@@ -29,8 +25,8 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     assert_eq!(
         published.len(),
         1,
-        "one publication; moto log:\n{}",
-        stack.aws.moto.log()
+        "one publication:\n{}",
+        stack.diagnostics().await
     );
     let (report, attributes) = &published[0];
 
@@ -55,7 +51,7 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
             .len(),
         1
     );
-    // The reviewer Lambda's verdict.
+    // The reviewer Lambda's verdict (the example reviewer's binary).
     let result = report.result.clone().unwrap();
     assert_eq!(result.severity, Severity::Urgent, "{result:?}");
     assert!(result.reason.contains("web-1"));
@@ -74,7 +70,7 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     late["description"] = json!("late");
     stack.publish_alert(&late).await;
     let again = stack.wait_published(60).await;
-    assert_eq!(again.len(), 1, "moto log:\n{}", stack.aws.moto.log());
+    assert_eq!(again.len(), 1, "{}", stack.diagnostics().await);
     let (second, _) = &again[0];
     assert_eq!(second.id, report.id);
     assert_eq!(second.publications, 2);
@@ -106,40 +102,43 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
     stack.publish_alert(&json!({"detector": "x"})).await;
     let dead = stack
         .aws
-        .drain(&stack.alert_dlq.0, Duration::from_secs(30))
+        .drain(&stack.alert_dlq, Duration::from_secs(30))
         .await;
-    assert_eq!(dead.len(), 1);
+    assert_eq!(dead.len(), 1, "{}", stack.lambda.logs());
     assert_eq!(dead[0].body(), Some(r#"{"detector":"x"}"#));
+    assert!(
+        stack.lambda.logs().contains("alert refused"),
+        "the receptor logs why"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_stores_once_and_runs_once() {
     let stack = Stack::start(StackOptions {
-        reviewer_function: "reviewer",
-        review_function: "review-invoker",
-        inspection_delay: 1,
         review_delay: 1,
         pollers: false,
+        ..StackOptions::default()
     })
     .await;
+    let tasks_queue = stack.subscribe_tasks("inspector", &["ipaddr"]).await;
+    let receptor = stack.function_name("ReceptorFunction");
     let alert = read_json(&example("alerts/guardduty-ssh-bruteforce.json")).to_string();
     let message = aws_sdk_sqs::types::Message::builder()
         .message_id("m-1")
         .receipt_handle("r-1")
         .body(&alert)
         .build();
-    let deps = stack.deps();
-    let receptor = deepalert_aws::handlers::ReceptorDeps {
-        store: &deps.store,
-        workflow: &deps.workflow,
-        clock: &deepalert_core::ports::SystemClock,
-        settings: &deps.settings,
-    };
-    // The same SQS message, handled twice (at-least-once delivery).
+    let alert_queue_arn = stack.deployed.attribute("AlertQueue", "Arn");
+    // The same SQS message, handled twice by the receptor binary (at-least-once delivery).
     for _ in 0..2 {
-        let event = common::sqs_event(&stack.alert_queue.1, std::slice::from_ref(&message));
-        let response = deepalert_aws::handlers::receptor(&receptor, event).await;
-        assert!(response.batch_item_failures.is_empty());
+        let event = sqs_event(&alert_queue_arn, std::slice::from_ref(&message));
+        let response = stack
+            .lambda
+            .invoke(&receptor, event.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", stack.lambda.logs()));
+        let response: Value = serde_json::from_str(&response).unwrap();
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     }
     let alerts = stack
         .aws
@@ -158,13 +157,13 @@ async fn duplicate_delivery_stores_once_and_runs_once() {
         .unwrap_or_default();
     assert_eq!(alerts.len(), 1, "one stored alert");
 
-    let sfn = stack.aws.sfn.clone();
-    let arn = stack.state_machine.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     let executions = loop {
-        let ex = sfn
+        let ex = stack
+            .aws
+            .sfn
             .list_executions()
-            .state_machine_arn(&arn)
+            .state_machine_arn(&stack.state_machine)
             .send()
             .await
             .unwrap()
@@ -174,28 +173,25 @@ async fn duplicate_delivery_stores_once_and_runs_once() {
         }
         assert!(
             Instant::now() < deadline,
-            "execution did not finish:\n{}\n{}",
-            stack.executions_report().await,
-            stack.aws.moto.log()
+            "execution did not finish:\n{}",
+            stack.diagnostics().await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(executions.len(), 1, "one execution");
-    // One set of tasks: each attribute once on the inspector's queue.
-    let tasks = stack
-        .aws
-        .drain(&stack.inspector_queue.0, Duration::from_secs(5))
-        .await;
+    // One set of tasks: each attribute once on the inspector's queue, with the alert's
+    // time on the attribute (Go inspectors dereference it).
+    let tasks = stack.aws.drain(&tasks_queue, Duration::from_secs(5)).await;
     let mut values: Vec<String> = tasks
         .iter()
         .map(|m| {
-            let env: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            let task: serde_json::Value =
-                serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+            let env: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let task: Value = serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
             assert_eq!(
                 env["MessageAttributes"]["attribute_type"]["Value"],
                 "ipaddr"
             );
+            assert_eq!(task["attribute"]["timestamp"], "2026-11-22T03:15:00Z");
             task["attribute"]["value"].as_str().unwrap().to_string()
         })
         .collect();
@@ -221,34 +217,31 @@ async fn duplicate_delivery_stores_once_and_runs_once() {
             .build(),
         valid("ok-2", "carol"),
     ];
-    let response = deepalert_aws::handlers::receptor(
-        &receptor,
-        common::sqs_event(&stack.alert_queue.1, &batch),
-    )
-    .await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, vec!["bad"]);
+    let response = stack
+        .lambda
+        .invoke(&receptor, sqs_event(&alert_queue_arn, &batch).to_string())
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_str(&response).unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "bad"}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_reviewer_still_publishes_unclassified() {
     let stack = Stack::start(StackOptions {
-        reviewer_function: "failing-reviewer",
-        review_function: "review-invoker",
-        inspection_delay: 1,
+        reviewer: Reviewer::Failing,
         review_delay: 1,
-        pollers: true,
+        ..StackOptions::default()
     })
     .await;
     stack
         .publish_alert(&read_json(&example("alerts/console-login.json")))
         .await;
     let published = stack.wait_published(60).await;
-    assert_eq!(published.len(), 1, "moto log:\n{}", stack.aws.moto.log());
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
     let (report, attributes) = &published[0];
     let result = report.result.clone().unwrap();
     assert_eq!(result.severity, Severity::Unclassified);
@@ -259,15 +252,7 @@ async fn failing_reviewer_still_publishes_unclassified() {
         result.reason
     );
     assert_eq!(attributes["severity"]["Value"], "unclassified");
-    assert!(
-        stack
-            .host
-            .invocations
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|n| n == "failing-reviewer")
-    );
+    assert!(stack.lambda.invocations().iter().any(|n| n == "reviewer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,18 +260,16 @@ async fn failing_review_step_is_caught_and_still_published() {
     // The Review task's function itself fails (not just the reviewer it calls): the
     // state machine's Catch hands the error to Publish.
     let stack = Stack::start(StackOptions {
-        reviewer_function: "reviewer",
-        review_function: "failing-reviewer",
-        inspection_delay: 1,
+        failing_review_step: true,
         review_delay: 1,
-        pollers: true,
+        ..StackOptions::default()
     })
     .await;
     stack
         .publish_alert(&read_json(&example("alerts/console-login.json")))
         .await;
     let published = stack.wait_published(60).await;
-    assert_eq!(published.len(), 1, "{}", stack.executions_report().await);
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
     let result = published[0].0.result.clone().unwrap();
     assert_eq!(result.severity, Severity::Unclassified);
     assert!(

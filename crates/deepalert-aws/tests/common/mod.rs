@@ -1,27 +1,17 @@
-//! Shared harness for the tests against moto: SDK clients, resources, the state machine
-//! taken from `template.yaml`, a Lambda Invoke endpoint hosting the real handlers, and
-//! pollers standing in for Lambda's SQS event source mappings.
+//! Shared harness for the tests against moto: SDK clients and resources, and the stack of
+//! `template.yaml` deployed as it ships with its real Lambda binaries
+//! (`deepalert_testkit::aws_stack`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::routing::post;
-use deepalert_aws::handlers::{self, PublisherDeps, ReceptorDeps, TaskDeps};
-use deepalert_aws::{DynamoStore, LambdaReviewer, SfnWorkflow, SnsEmitter, SnsTaskBus};
-use deepalert_core::ports::SystemClock;
-use deepalert_core::services::PipelineSettings;
 use deepalert_core::{InspectionReport, Report, Task};
+use deepalert_testkit::aws_stack::{Deployed, LambdaService, binary, deploy};
 use deepalert_testkit::moto::Moto;
-use deepalert_testkit::{free_port, repo_root};
+use deepalert_testkit::repo_root;
 use serde_json::{Value, json};
 
 pub const REGION: &str = "us-east-1";
@@ -207,27 +197,6 @@ pub fn template() -> serde_yaml::Value {
     serde_yaml::from_str(&text).expect("template.yaml parses")
 }
 
-/// The state machine definition from `template.yaml`, with its substitutions resolved to
-/// the given function ARNs (by the function's logical id).
-pub fn state_machine_definition(function_arns: &HashMap<String, String>) -> String {
-    let t = template();
-    let props = &t["Resources"]["Workflow"]["Properties"];
-    let mut definition =
-        serde_json::to_string(&yaml_to_json(&props["Definition"])).expect("definition to JSON");
-    let subs = props["DefinitionSubstitutions"]
-        .as_mapping()
-        .expect("substitutions");
-    for (key, value) in subs {
-        let key = key.as_str().unwrap();
-        let logical = getatt_target(value).unwrap_or_else(|| panic!("{key} is not !GetAtt X.Arn"));
-        let arn = function_arns
-            .get(&logical)
-            .unwrap_or_else(|| panic!("no ARN given for {logical}"));
-        definition = definition.replace(&format!("${{{key}}}"), arn);
-    }
-    definition
-}
-
 /// `!GetAtt X.Arn` → `X`.
 pub fn getatt_target(v: &serde_yaml::Value) -> Option<String> {
     match v {
@@ -250,182 +219,236 @@ pub fn template_max_receive(queue: &str) -> u32 {
         .expect("maxReceiveCount") as u32
 }
 
-// ---- The handlers, hosted on the Lambda Invoke API ----
+// ---- The stack of template.yaml, deployed and run ----
 
-pub struct Deps {
-    pub store: DynamoStore,
-    pub bus: SnsTaskBus,
-    pub emitter: SnsEmitter,
-    pub workflow: SfnWorkflow,
-    pub reviewer: LambdaReviewer,
-    pub settings: PipelineSettings,
+/// The whole stack on moto: `template.yaml` deployed resource by resource, its five
+/// functions run by their real binaries, its event source mappings by pollers, plus what
+/// a user adds next to it (inspectors on the task topic, an emitter queue on the report
+/// topic, a reviewer function).
+pub struct Stack {
+    pub aws: Aws,
+    pub lambda: LambdaService,
+    pub deployed: Deployed,
+    pub table: String,
+    pub alert_topic: String,
+    pub task_topic: String,
+    pub report_topic: String,
+    pub alert_queue: String,
+    pub alert_dlq: String,
+    pub inspection_queue: String,
+    pub inspection_dlq: String,
+    pub emitter_queue: String,
+    pub state_machine: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-#[derive(Clone)]
-pub struct Host {
-    pub url: String,
-    pub deps: Arc<OnceLock<Deps>>,
-    pub invocations: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-type Invoked = Result<Value, String>;
-
-async fn invoke(
-    State(host): State<Host>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> (HeaderMap, String) {
-    host.invocations.lock().unwrap().push(name.clone());
-    let deps = host
-        .deps
-        .get()
-        .expect("deps are set before anything is invoked");
-    let result: Invoked = async {
-        let parse = |b: &Bytes| -> Result<Value, String> {
-            serde_json::from_slice(b).map_err(|e| e.to_string())
-        };
-        match name.as_str() {
-            "dispatcher" => {
-                let input = serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                let d = TaskDeps {
-                    store: &deps.store,
-                    bus: &deps.bus,
-                    clock: &SystemClock,
-                    settings: &deps.settings,
-                };
-                handlers::dispatcher(&d, input)
-                    .await
-                    .map(|o| json!(o))
-                    .map_err(|e| e.to_string())
-            }
-            "review-invoker" => {
-                let input = serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                handlers::review_invoker(&deps.store, &deps.reviewer, input)
-                    .await
-                    .map(|o| json!(o))
-                    .map_err(|e| e.to_string())
-            }
-            "emitter-publisher" => {
-                let input = serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                let d = PublisherDeps {
-                    store: &deps.store,
-                    emitter: &deps.emitter,
-                    clock: &SystemClock,
-                };
-                handlers::emitter_publisher(&d, input)
-                    .await
-                    .map(|o| json!(o))
-                    .map_err(|e| e.to_string())
-            }
-            "reviewer" => {
-                let report: Report =
-                    serde_json::from_value(parse(&body)?).map_err(|e| e.to_string())?;
-                // The example reviewer, as its Lambda entry point would run it.
-                deepalert_examples::review(report)
-                    .await
-                    .map(|v| json!(v))
-                    .map_err(|e| e.to_string())
-            }
-            "failing-reviewer" => {
-                Err("policy bundle failed to load: unexpected token at line 3".into())
-            }
-            other => Err(format!("no handler named {other}")),
-        }
-    }
-    .await;
-    let mut headers = HeaderMap::new();
-    match result {
-        Ok(v) => (headers, v.to_string()),
-        Err(e) => {
-            headers.insert(
-                "X-Amz-Function-Error",
-                HeaderValue::from_static("Unhandled"),
-            );
-            (
-                headers,
-                json!({"errorType": "HandlerError", "errorMessage": e}).to_string(),
-            )
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for p in &self.tasks {
+            p.abort();
         }
     }
 }
 
-impl Host {
-    pub async fn start() -> Host {
-        let port = free_port();
-        let host = Host {
-            url: format!("http://127.0.0.1:{port}"),
-            deps: Arc::new(OnceLock::new()),
-            invocations: Arc::default(),
-        };
-        let app = Router::new()
-            .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-            .with_state(host.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind host");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        host
+/// A user's inspector: which attribute types it subscribes to (SNS filter policy) and
+/// what it sends back on the inspection queue for a task (message bodies).
+pub struct UserInspector {
+    pub name: &'static str,
+    pub attribute_types: &'static [&'static str],
+    pub answer: fn(&Task) -> Vec<Value>,
+}
+
+pub struct StackOptions {
+    /// The reviewer Lambda (`ReviewerLambdaArn`): a binary of the workspace, or a
+    /// stand-in that fails.
+    pub reviewer: Reviewer,
+    /// The Review task's function fails itself (the state machine's Catch is tested).
+    pub failing_review_step: bool,
+    /// Template parameters besides the delays.
+    pub parameters: Value,
+    pub inspection_delay: u64,
+    pub review_delay: u64,
+    /// Run the event source mappings and the user's inspectors.
+    pub pollers: bool,
+    pub inspectors: Vec<UserInspector>,
+}
+
+pub enum Reviewer {
+    Binary(&'static str),
+    Failing,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            reviewer: Reviewer::Binary("example-reviewer"),
+            failing_review_step: false,
+            parameters: json!({}),
+            inspection_delay: 1,
+            review_delay: 2,
+            pollers: true,
+            inspectors: vec![example_inspector()],
+        }
     }
 }
 
-// ---- Event source mappings ----
-
-pub fn sqs_event(queue_arn: &str, messages: &[Message]) -> SqsEvent {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
+/// The example inspector of `examples/rust`, answering in our shape.
+pub fn example_inspector() -> UserInspector {
+    UserInspector {
+        name: "example-inspector",
+        attribute_types: &["ipaddr", "username"],
+        answer: |task| {
+            let output = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(deepalert_examples::inspect(task.clone()))
             })
-        })
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).expect("SQS event")
+            .expect("example inspector");
+            vec![json!(InspectionReport {
+                report_id: task.report_id,
+                author: "example-inspector".into(),
+                attribute: task.attribute.clone(),
+                output,
+                error: None,
+            })]
+        },
+    }
 }
 
-/// Polls a queue and hands batches to `handler`, deleting what it did not report failed,
-/// as Lambda's SQS event source mapping with ReportBatchItemFailures does.
-pub fn poll<F, Fut>(
-    sqs: aws_sdk_sqs::Client,
-    url: String,
-    arn: String,
-    handler: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(SqsEvent) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = SqsBatchResponse> + Send,
-{
-    tokio::spawn(async move {
-        loop {
-            let Ok(out) = sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
+pub const STACK: &str = "deepalert";
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Stack {
+        let lambda = LambdaService::start().await;
+        let aws = Aws::start(Some(&lambda.url)).await;
+        aws.moto.execute_state_machines().await;
+        lambda.set_aws_env(aws.moto.env());
+
+        // The user's reviewer function, whose ARN the stack is given.
+        let role = aws.create_role();
+        let reviewer_arn = aws.create_function("reviewer", &role).await;
+        match opts.reviewer {
+            Reviewer::Binary(bin) => {
+                lambda
+                    .host_binary(
+                        "reviewer",
+                        &binary(bin),
+                        &HashMap::new(),
+                        Duration::from_secs(30),
+                        1,
+                    )
+                    .await
+            }
+            Reviewer::Failing => lambda.host_fn("reviewer", |_| {
+                Err("policy bundle failed to load: unexpected token at line 3".into())
+            }),
+        }
+
+        let mut parameters = json!({
+            "InspectionDelay": opts.inspection_delay,
+            "ReviewDelay": opts.review_delay,
+            "ReviewerLambdaArn": reviewer_arn,
+        });
+        for (k, v) in opts.parameters.as_object().into_iter().flatten() {
+            parameters[k] = v.clone();
+        }
+        let deployed = deploy(
+            &aws.moto,
+            &repo_root().join("template.yaml"),
+            STACK,
+            &parameters,
+            &json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", aws.moto.log()));
+        lambda.host_stack(&deployed, 2).await;
+        if opts.failing_review_step {
+            let name = deployed.function("ReviewInvokerFunction")["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            lambda.host_fn(&name, |_| {
+                Err("policy bundle failed to load: unexpected token at line 3".into())
+            });
+        }
+
+        let queue = |logical: &str| deployed.physical(logical);
+        // The template's 180 s visibility would make a retried message wait minutes; the
+        // tests lower it (only it) so retries and the DLQ happen within a test.
+        for logical in ["AlertQueue", "InspectionQueue"] {
+            aws.sqs
+                .set_queue_attributes()
+                .queue_url(queue(logical))
+                .attributes(QueueAttributeName::VisibilityTimeout, "2")
                 .send()
                 .await
-            else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                continue;
+                .expect("lower visibility");
+        }
+
+        // A user's emitter, without raw delivery: message attributes in the envelope.
+        let (emitter_queue, emitter_arn) = aws.create_queue("example-emitter", 30, None).await;
+        aws.subscribe_queue(&deployed.physical("ReportTopic"), &emitter_arn, false, None)
+            .await;
+
+        let mut stack = Stack {
+            table: deployed.physical("Table"),
+            alert_topic: deployed.physical("AlertTopic"),
+            task_topic: deployed.physical("TaskTopic"),
+            report_topic: deployed.physical("ReportTopic"),
+            alert_queue: deployed.physical("AlertQueue"),
+            alert_dlq: deployed.physical("AlertDeadLetterQueue"),
+            inspection_queue: deployed.physical("InspectionQueue"),
+            inspection_dlq: deployed.physical("InspectionDeadLetterQueue"),
+            state_machine: deployed.physical("Workflow"),
+            emitter_queue,
+            aws,
+            lambda,
+            deployed,
+            tasks: vec![],
+        };
+        if opts.pollers {
+            stack.tasks = stack.lambda.poll_mappings(&stack.deployed, &stack.aws.sqs);
+            for inspector in opts.inspectors {
+                stack.start_inspector(inspector).await;
             }
-            let response = handler(sqs_event(&arn, &messages)).await;
-            for m in &messages {
-                let failed = response
-                    .batch_item_failures
-                    .iter()
-                    .any(|f| Some(f.item_identifier.as_str()) == m.message_id());
-                if !failed {
+        }
+        stack
+    }
+
+    /// A user's inspector: a queue subscribed to the task topic with a filter policy on
+    /// `attribute_type`, and a poller that answers on the inspection queue (what its
+    /// Lambda would do).
+    pub async fn start_inspector(&mut self, inspector: UserInspector) {
+        let url = self
+            .subscribe_tasks(inspector.name, inspector.attribute_types)
+            .await;
+        let sqs = self.aws.sqs.clone();
+        let answer_to = self.inspection_queue.clone();
+        let answer = inspector.answer;
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok(out) = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                for m in out.messages.unwrap_or_default() {
+                    let body = deepalert_aws::handlers::unwrap_sns_envelope(m.body().unwrap_or(""))
+                        .into_owned();
+                    let task: Task = serde_json::from_str(&body).expect("task JSON");
+                    for message in answer(&task) {
+                        sqs.send_message()
+                            .queue_url(&answer_to)
+                            .message_body(message.to_string())
+                            .send()
+                            .await
+                            .expect("send to the inspection queue");
+                    }
                     let _ = sqs
                         .delete_message()
                         .queue_url(&url)
@@ -434,244 +457,57 @@ where
                         .await;
                 }
             }
-        }
-    })
-}
-
-/// The whole stack on moto, wired as `template.yaml` wires it.
-pub struct Stack {
-    pub aws: Aws,
-    pub host: Host,
-    pub table: String,
-    pub alert_topic: String,
-    pub task_topic: String,
-    pub report_topic: String,
-    pub alert_queue: (String, String),
-    pub alert_dlq: (String, String),
-    pub inspection_queue: (String, String),
-    pub inspector_queue: (String, String),
-    pub emitter_queue: (String, String),
-    pub state_machine: String,
-    pollers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for p in &self.pollers {
-            p.abort();
-        }
-    }
-}
-
-pub struct StackOptions {
-    pub reviewer_function: &'static str,
-    /// What the state machine's Review task invokes (normally "review-invoker").
-    pub review_function: &'static str,
-    pub inspection_delay: u64,
-    pub review_delay: u64,
-    /// Run the pollers (receptor, gateway, example inspector).
-    pub pollers: bool,
-}
-
-impl Stack {
-    pub async fn start(opts: StackOptions) -> Stack {
-        let host = Host::start().await;
-        let aws = Aws::start(Some(&host.url)).await;
-        aws.moto.execute_state_machines().await;
-
-        let table = aws.create_table("deepalert").await;
-        let alert_topic = aws.create_topic("alerts").await;
-        let task_topic = aws.create_topic("tasks").await;
-        let report_topic = aws.create_topic("reports").await;
-
-        let alert_dlq = aws.create_queue("alerts-dlq", 30, None).await;
-        // Visibility 1 s instead of the template's 180 s, so a refused alert reaches the
-        // DLQ within the test; maxReceiveCount as in the template.
-        let alert_queue = aws
-            .create_queue(
-                "alerts",
-                1,
-                Some((&alert_dlq.1, template_max_receive("AlertQueue"))),
-            )
-            .await;
-        let raw = template()["Resources"]["AlertSubscription"]["Properties"]["RawMessageDelivery"]
-            .as_bool()
-            .unwrap_or(false);
-        aws.subscribe_queue(&alert_topic, &alert_queue.1, raw, None)
-            .await;
-        let inspection_dlq = aws.create_queue("inspection-dlq", 30, None).await;
-        let inspection_queue = aws
-            .create_queue(
-                "inspection",
-                1,
-                Some((&inspection_dlq.1, template_max_receive("InspectionQueue"))),
-            )
-            .await;
-        // A user's inspector: subscribed with a filter policy on attribute_type.
-        let inspector_queue = aws.create_queue("example-inspector", 30, None).await;
-        aws.subscribe_queue(
-            &task_topic,
-            &inspector_queue.1,
-            false,
-            Some(json!({"attribute_type": ["ipaddr", "username"]})),
-        )
-        .await;
-        // A user's emitter, without raw delivery: message attributes in the envelope.
-        let emitter_queue = aws.create_queue("example-emitter", 30, None).await;
-        aws.subscribe_queue(&report_topic, &emitter_queue.1, false, None)
-            .await;
-
-        let role = aws.create_role();
-        let mut arns = HashMap::new();
-        for (logical, name) in [
-            ("DispatcherFunction", "dispatcher"),
-            ("ReviewInvokerFunction", opts.review_function),
-            ("EmitterPublisherFunction", "emitter-publisher"),
-        ] {
-            arns.insert(logical.to_string(), aws.create_function(name, &role).await);
-        }
-        let reviewer_arn = aws.create_function(opts.reviewer_function, &role).await;
-        let state_machine = aws
-            .sfn
-            .create_state_machine()
-            .name("deepalert")
-            .definition(state_machine_definition(&arns))
-            .role_arn("arn:aws:iam::123456789012:role/deepalert-workflow")
-            .send()
-            .await
-            .expect("create state machine")
-            .state_machine_arn;
-
-        let store = DynamoStore::new(aws.ddb.clone(), &table, chrono::Duration::days(30));
-        let deps = Deps {
-            store: store.clone(),
-            bus: SnsTaskBus::new(aws.sns.clone(), &task_topic),
-            emitter: SnsEmitter::new(aws.sns.clone(), &report_topic),
-            workflow: SfnWorkflow::new(
-                aws.sfn.clone(),
-                &state_machine,
-                Duration::from_secs(opts.inspection_delay),
-                Duration::from_secs(opts.review_delay),
-            ),
-            reviewer: LambdaReviewer::new(aws.lambda.clone(), reviewer_arn),
-            settings: PipelineSettings::default(),
-        };
-        assert!(host.deps.set(deps).is_ok());
-
-        let mut stack = Stack {
-            aws,
-            host,
-            table,
-            alert_topic,
-            task_topic,
-            report_topic,
-            alert_queue,
-            alert_dlq,
-            inspection_queue,
-            inspector_queue,
-            emitter_queue,
-            state_machine,
-            pollers: vec![],
-        };
-        if opts.pollers {
-            stack.start_pollers();
-        }
-        stack
+        }));
     }
 
-    pub fn deps(&self) -> &Deps {
-        self.host.deps.get().unwrap()
-    }
-
-    pub fn start_pollers(&mut self) {
-        let deps = self.host.deps.clone();
-        self.pollers.push(poll(
-            self.aws.sqs.clone(),
-            self.alert_queue.0.clone(),
-            self.alert_queue.1.clone(),
-            move |event| {
-                let deps = deps.clone();
-                async move {
-                    let d = deps.get().unwrap();
-                    let r = ReceptorDeps {
-                        store: &d.store,
-                        workflow: &d.workflow,
-                        clock: &SystemClock,
-                        settings: &d.settings,
-                    };
-                    handlers::receptor(&r, event).await
-                }
-            },
-        ));
-        let deps = self.host.deps.clone();
-        self.pollers.push(poll(
-            self.aws.sqs.clone(),
-            self.inspection_queue.0.clone(),
-            self.inspection_queue.1.clone(),
-            move |event| {
-                let deps = deps.clone();
-                async move {
-                    let d = deps.get().unwrap();
-                    let g = TaskDeps {
-                        store: &d.store,
-                        bus: &d.bus,
-                        clock: &SystemClock,
-                        settings: &d.settings,
-                    };
-                    handlers::inspector_gateway(&g, event).await
-                }
-            },
-        ));
-        // The example inspector: task topic → its queue → answer on the inspection queue.
-        let sqs = self.aws.sqs.clone();
-        let answer_to = self.inspection_queue.0.clone();
-        self.pollers.push(poll(
-            self.aws.sqs.clone(),
-            self.inspector_queue.0.clone(),
-            self.inspector_queue.1.clone(),
-            move |event| {
-                let sqs = sqs.clone();
-                let answer_to = answer_to.clone();
-                async move {
-                    for record in &event.records {
-                        let body =
-                            handlers::unwrap_sns_envelope(record.body.as_deref().unwrap_or(""));
-                        let task: Task = serde_json::from_str(&body).expect("task JSON");
-                        let answer = InspectionReport {
-                            report_id: task.report_id,
-                            author: "example-inspector".into(),
-                            attribute: task.attribute.clone(),
-                            output: deepalert_examples::inspect(task.clone())
-                                .await
-                                .expect("example inspector"),
-                            error: None,
-                        };
-                        sqs.send_message()
-                            .queue_url(&answer_to)
-                            .message_body(serde_json::to_string(&answer).unwrap())
-                            .send()
-                            .await
-                            .expect("send inspection");
-                    }
-                    SqsBatchResponse::default()
-                }
-            },
-        ));
-    }
-
-    /// Published reports on the emitter queue: (report, SNS message attributes).
-    pub async fn published(&self, wait: Duration) -> Vec<(Report, Value)> {
+    /// A queue subscribed to the task topic for these attribute types (SNS envelope, as
+    /// an inspector's Lambda gets it); returns its URL.
+    pub async fn subscribe_tasks(&self, name: &str, attribute_types: &[&str]) -> String {
+        let (url, arn) = self
+            .aws
+            .create_queue(&format!("{name}-tasks"), 30, None)
+            .await;
         self.aws
-            .drain(&self.emitter_queue.0, wait)
+            .subscribe_queue(
+                &self.task_topic,
+                &arn,
+                false,
+                Some(json!({ "attribute_type": attribute_types })),
+            )
+            .await;
+        url
+    }
+
+    /// The physical name of one of the stack's functions.
+    pub fn function_name(&self, logical: &str) -> String {
+        self.deployed.function(logical)["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Published reports on the emitter queue: (report JSON, SNS message attributes).
+    pub async fn published_json(&self, wait: Duration) -> Vec<(Value, Value)> {
+        self.aws
+            .drain(&self.emitter_queue, wait)
             .await
             .into_iter()
             .map(|m| {
                 let envelope: Value =
                     serde_json::from_str(m.body().unwrap()).expect("SNS envelope");
-                let report: Report = serde_json::from_str(envelope["Message"].as_str().unwrap())
+                let report: Value = serde_json::from_str(envelope["Message"].as_str().unwrap())
                     .expect("report JSON");
                 (report, envelope["MessageAttributes"].clone())
             })
+            .collect()
+    }
+
+    /// Published reports, decoded: (report, SNS message attributes).
+    pub async fn published(&self, wait: Duration) -> Vec<(Report, Value)> {
+        self.published_json(wait)
+            .await
+            .into_iter()
+            .map(|(r, a)| (serde_json::from_value(r).expect("a report"), a))
             .collect()
     }
 
@@ -696,9 +532,17 @@ impl Stack {
             .await
             .expect("publish alert");
     }
-}
 
-impl Stack {
+    /// For assertion messages: executions, the functions' logs and moto's.
+    pub async fn diagnostics(&self) -> String {
+        format!(
+            "{}\n{}\n--- moto ---\n{}",
+            self.executions_report().await,
+            self.lambda.logs(),
+            self.aws.moto.log()
+        )
+    }
+
     /// Every execution with its status and events, for failure messages.
     pub async fn executions_report(&self) -> String {
         let mut out = String::new();
