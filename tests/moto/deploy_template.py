@@ -355,16 +355,22 @@ def create_role(s, logical, p):
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]),
                            Path=p.get("Path", "/"))["Role"]
     for pol in p.get("Policies") or []:
-        iam.put_role_policy(RoleName=name, PolicyName=pol["PolicyName"], PolicyDocument=json.dumps(pol["PolicyDocument"]))
+        iam.put_role_policy(RoleName=name, PolicyName=pol["PolicyName"], PolicyDocument=json.dumps(versioned(pol["PolicyDocument"])))
     # AWS-managed policies (ManagedPolicyArns) are recorded, not attached: moto only
     # knows them with MOTO_IAM_LOAD_MANAGED_POLICIES, and no test reads them back.
     return name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
 
 
+def versioned(document):
+    # IAM takes a document without Version as 2008-10-17 (SAM's policy templates write
+    # none); moto refuses it. The statements are what matter here.
+    return dict(document, Version=document.get("Version", "2012-10-17"))
+
+
 def create_iam_policy(s, logical, p):
     iam = s.aws("iam")
     for role in p.get("Roles") or []:
-        iam.put_role_policy(RoleName=role, PolicyName=p["PolicyName"], PolicyDocument=json.dumps(p["PolicyDocument"]))
+        iam.put_role_policy(RoleName=role, PolicyName=p["PolicyName"], PolicyDocument=json.dumps(versioned(p["PolicyDocument"])))
     return logical, {}
 
 

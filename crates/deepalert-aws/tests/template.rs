@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 
 use common::{getatt_target, template};
+use deepalert_testkit::aws_stack::deploy;
 use deepalert_testkit::deploy::{env_reads, parameter_overrides};
 use deepalert_testkit::moto::run_venv_tool;
 use deepalert_testkit::repo_root;
@@ -141,31 +142,70 @@ fn state_machine_runs_only_template_functions_and_is_well_formed() {
     );
 }
 
-#[test]
-fn outputs_export_what_users_import() {
-    let t = template();
-    for output in [
-        "AlertTopicArn",
-        "TaskTopicArn",
-        "ReportTopicArn",
-        "InspectionQueueUrl",
-    ] {
-        assert!(
-            t["Outputs"][output]["Export"]["Name"].is_tagged()
-                || t["Outputs"][output]["Export"]["Name"].is_string(),
-            "Outputs.{output} must be exported"
+/// Every export a user imports, deployed in moto and resolved: ours, and DeepAlert's
+/// names (`<stack>-TaskTopic`, `-ContentQueue`…) pointing at the same resources; a stack
+/// written for DeepAlert deploys against them and passes cfn-lint next to ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deepalert_export_names_resolve_to_our_resources() {
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let stack = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "da-prod",
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let exports = stack.exports();
+    let queue_url = stack.physical("InspectionQueue");
+    let expected = [
+        ("da-prod-AlertTopicArn", stack.physical("AlertTopic")),
+        ("da-prod-TaskTopicArn", stack.physical("TaskTopic")),
+        ("da-prod-ReportTopicArn", stack.physical("ReportTopic")),
+        ("da-prod-InspectionQueueUrl", queue_url.clone()),
+        (
+            "da-prod-InspectionQueueArn",
+            stack.attribute("InspectionQueue", "Arn"),
+        ),
+        ("da-prod-AlertTopic", stack.physical("AlertTopic")),
+        ("da-prod-TaskTopic", stack.physical("TaskTopic")),
+        ("da-prod-ReportTopic", stack.physical("ReportTopic")),
+        ("da-prod-ContentQueue", queue_url.clone()),
+        ("da-prod-FindingQueue", queue_url.clone()),
+        ("da-prod-AttributeQueue", queue_url.clone()),
+    ];
+    for (name, value) in &expected {
+        assert_eq!(
+            exports[name].as_str(),
+            Some(value.as_str()),
+            "{name}: {exports:#}"
         );
     }
-}
 
-trait Tagged {
-    fn is_tagged(&self) -> bool;
-}
-
-impl Tagged for Value {
-    fn is_tagged(&self) -> bool {
-        matches!(self, Value::Tagged(_))
+    // A DeepAlert-style inspector stack, importing by DeepAlert's names.
+    let user = repo_root().join("examples/aws/deepalert-style-inspector.yaml");
+    let theirs = deploy(
+        &moto,
+        &user,
+        "their-inspector",
+        &serde_json::json!({"DeepAlertStackName": "da-prod"}),
+        &exports,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let env = &theirs.function("Inspector")["environment"];
+    for var in ["FINDING_QUEUE", "CONTENT_QUEUE", "ATTRIBUTE_QUEUE"] {
+        assert_eq!(env[var], queue_url.as_str(), "{var}");
     }
+    let (ok, output) = run_venv_tool(
+        "cfn-lint",
+        &[
+            "template.yaml",
+            "examples/aws/deepalert-style-inspector.yaml",
+        ],
+    );
+    assert!(ok, "cfn-lint:\n{output}");
 }
 
 fn deploy_dry_run(deploy: &str, stack: Option<&str>) -> (bool, String) {

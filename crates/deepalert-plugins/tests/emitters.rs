@@ -294,3 +294,27 @@ async fn unchanged_reports_are_not_sent_again() {
     hook.emit(&r).await.unwrap();
     assert_eq!(svc.seen().len(), 2);
 }
+
+#[tokio::test]
+async fn unreviewed_reports_are_not_sent_by_built_ins() {
+    // With PublishUnreviewed / publish_unreviewed, reports also arrive as `new`/`more`;
+    // a notification needs a verdict, so built-ins wait for the publication.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    let emitter = OnChange::new(
+        "file",
+        Arc::new(JsonLines::new(path.clone())),
+        Arc::new(MemoryState::default()),
+    );
+    let mut r = report(Severity::Urgent);
+    r.result = None;
+    for status in [ReportStatus::New, ReportStatus::More] {
+        r.status = status;
+        emitter.emit(&r).await.unwrap();
+    }
+    assert!(!path.exists(), "nothing sent before review");
+    r.status = ReportStatus::Published;
+    r.result = Some(ReviewResult::unclassified("no verdict"));
+    emitter.emit(&r).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+}

@@ -463,19 +463,44 @@ impl Stack {
     /// A queue subscribed to the task topic for these attribute types (SNS envelope, as
     /// an inspector's Lambda gets it); returns its URL.
     pub async fn subscribe_tasks(&self, name: &str, attribute_types: &[&str]) -> String {
+        self.subscribe_tasks_filtered(name, Some(json!({ "attribute_type": attribute_types })))
+            .await
+    }
+
+    /// A queue subscribed to the task topic with this filter policy (none: every task).
+    pub async fn subscribe_tasks_filtered(&self, name: &str, filter: Option<Value>) -> String {
         let (url, arn) = self
             .aws
             .create_queue(&format!("{name}-tasks"), 30, None)
             .await;
         self.aws
-            .subscribe_queue(
-                &self.task_topic,
-                &arn,
-                false,
-                Some(json!({ "attribute_type": attribute_types })),
-            )
+            .subscribe_queue(&self.task_topic, &arn, false, filter)
             .await;
         url
+    }
+
+    /// Tasks on a subscribed queue so far: (attribute type, value), sorted.
+    pub async fn tasks_seen(&self, url: &str, wait: Duration) -> Vec<(String, String)> {
+        let mut seen: Vec<(String, String)> = self
+            .aws
+            .drain(url, wait)
+            .await
+            .iter()
+            .map(|m| {
+                let body = deepalert_aws::handlers::unwrap_sns_envelope(m.body().unwrap_or(""))
+                    .into_owned();
+                let task: Value = serde_json::from_str(&body).expect("task JSON");
+                (
+                    task["attribute"]["type"].as_str().unwrap_or("").to_string(),
+                    task["attribute"]["value"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
     }
 
     /// The physical name of one of the stack's functions.
@@ -509,6 +534,19 @@ impl Stack {
             .into_iter()
             .map(|(r, a)| (serde_json::from_value(r).expect("a report"), a))
             .collect()
+    }
+
+    /// Waits up to `secs` for a published report (status `published`) on the emitter
+    /// queue; returns everything that arrived meanwhile, raw: (report, attributes).
+    pub async fn wait_published_json(&self, secs: u64) -> Vec<(Value, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut all = Vec::new();
+        loop {
+            all.extend(self.published_json(Duration::from_secs(2)).await);
+            if all.iter().any(|(r, _)| r["status"] == "published") || Instant::now() > deadline {
+                return all;
+            }
+        }
     }
 
     /// Waits up to `secs` for publications to arrive on the emitter queue.

@@ -110,6 +110,8 @@ impl ReviewResult {
 /// An entry in a section, with the inspector that wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Authored<T> {
+    /// DeepAlert's fork does not say who found what: empty then.
+    #[serde(default)]
     pub author: String,
     #[serde(flatten)]
     pub content: T,

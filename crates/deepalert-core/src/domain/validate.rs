@@ -131,6 +131,21 @@ fn check_attributes(v: &mut Vec<Violation>, field: &str, attrs: &[Attribute]) {
             MAX_ATTR_FIELD_BYTES,
         );
         required(v, &format!("{field}[{i}].value"), &a.value);
+        // Types and contexts are open strings (DeepAlert's are); bounded like the rest.
+        max_bytes(
+            v,
+            &format!("{field}[{i}].type"),
+            a.attr_type.as_str(),
+            MAX_ATTR_FIELD_BYTES,
+        );
+        for (j, c) in a.context.iter().enumerate() {
+            max_bytes(
+                v,
+                &format!("{field}[{i}].context[{j}]"),
+                c.as_str(),
+                MAX_ATTR_FIELD_BYTES,
+            );
+        }
     }
 }
 
@@ -242,6 +257,22 @@ mod tests {
             fields(validate_alert(&a)),
             vec!["attributes[1].key", "attributes[1].value"]
         );
+    }
+
+    #[test]
+    fn open_types_and_contexts_are_bounded_too() {
+        let mut a = base();
+        let mut attr = Attribute::new(AttrType::Ipaddr, "k", "v", &[]);
+        attr.attr_type = AttrType::Other("t".repeat(MAX_ATTR_FIELD_BYTES));
+        attr.context = vec![crate::AttrContext::Other(
+            "c".repeat(MAX_ATTR_FIELD_BYTES + 1),
+        )];
+        a.attributes = vec![attr.clone()];
+        assert_eq!(fields(validate_alert(&a)), vec!["attributes[0].context[0]"]);
+        attr.attr_type = AttrType::Other("t".repeat(MAX_ATTR_FIELD_BYTES + 1));
+        attr.context.clear();
+        a.attributes = vec![attr];
+        assert_eq!(fields(validate_alert(&a)), vec!["attributes[0].type"]);
     }
 
     #[test]
