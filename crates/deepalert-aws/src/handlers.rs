@@ -244,3 +244,24 @@ pub async fn emitter_publisher(
             .unwrap_or(Severity::Unclassified),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unwrap_sns_envelope;
+
+    #[test]
+    fn an_sns_envelope_is_known_by_its_message_field() {
+        let inner = r#"{"detector":"d","rule_id":"r"}"#;
+        let with_type = serde_json::json!({"Type": "Notification", "Message": inner}).to_string();
+        let without_type = serde_json::json!({"Message": inner, "MessageId": "m"}).to_string();
+        assert_eq!(unwrap_sns_envelope(&with_type), inner);
+        assert_eq!(unwrap_sns_envelope(&without_type), inner);
+        // Not notifications: left as they are.
+        let confirmation =
+            serde_json::json!({"Type": "SubscriptionConfirmation", "Message": "x"}).to_string();
+        assert_eq!(unwrap_sns_envelope(&confirmation), confirmation);
+        assert_eq!(unwrap_sns_envelope(inner), inner);
+        let numeric = r#"{"Message": 5}"#;
+        assert_eq!(unwrap_sns_envelope(numeric), numeric);
+    }
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Stack, StackOptions, UserInspector, example_inspector};
+use common::{Reviewer, Stack, StackOptions, UserInspector, example_inspector};
 use deepalert_core::{Report, Task};
 use deepalert_testkit::{example, read_json, repo_root};
 use serde_json::{Value, json};
@@ -228,6 +228,8 @@ fn deepalert_go_inspector() -> UserInspector {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deepalert_and_our_inspectors_fill_one_report_with_deepalerts_lifecycle() {
     let stack = Stack::start(StackOptions {
+        // A DeepAlert reviewer without a verdict: unclassified, not a failure.
+        reviewer: Reviewer::Answers(json!({"severity": "", "reason": ""})),
         parameters: json!({"PublishUnreviewed": "true", "ReportSections": "flat"}),
         inspectors: vec![example_inspector(), deepalert_go_inspector()],
         ..StackOptions::default()
@@ -266,6 +268,11 @@ async fn deepalert_and_our_inspectors_fill_one_report_with_deepalerts_lifecycle(
 
     let (raw, attributes) = &published[1];
     assert_eq!(attributes["status"]["Value"], "published");
+    assert_eq!(attributes["severity"]["Value"], "unclassified");
+    assert_eq!(
+        raw["result"],
+        json!({"severity": "unclassified", "reason": "the reviewer returned no verdict"})
+    );
     // The original DeepAlert's flat section list.
     let flat = raw["sections"].as_array().unwrap();
     assert!(

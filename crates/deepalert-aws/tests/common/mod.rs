@@ -276,6 +276,8 @@ pub struct StackOptions {
 pub enum Reviewer {
     Binary(&'static str),
     Failing,
+    /// Always answers this (a DeepAlert reviewer's `{"severity": ""}`, say).
+    Answers(Value),
 }
 
 impl Default for StackOptions {
@@ -341,6 +343,7 @@ impl Stack {
             Reviewer::Failing => lambda.host_fn("reviewer", |_| {
                 Err("policy bundle failed to load: unexpected token at line 3".into())
             }),
+            Reviewer::Answers(answer) => lambda.host_fn("reviewer", move |_| Ok(answer.clone())),
         }
 
         let mut parameters = json!({
