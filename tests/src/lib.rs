@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub mod aws_stack;
 pub mod deploy;
+pub mod faults;
 pub mod http;
 pub mod lambda_runtime;
 pub mod moto;

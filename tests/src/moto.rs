@@ -117,8 +117,13 @@ impl Moto {
 
     /// SDK configuration for clients of this moto (region us-east-1, test credentials).
     pub async fn sdk(&self) -> aws_config::SdkConfig {
+        self.sdk_via(&self.endpoint).await
+    }
+
+    /// The same, through another endpoint in front of moto (a fault proxy).
+    pub async fn sdk_via(&self, endpoint: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "testing", "testing", None, None, "moto",

@@ -79,17 +79,77 @@ fn conditional_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
-/// Which items of a cancelled transaction failed their condition (by position).
-fn cancelled_conditions<R>(e: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<bool>> {
+/// How a `TransactWriteItems` ended, once contention has been retried away.
+enum Transacted {
+    Done,
+    /// Cancelled because conditions failed: which items (by position) failed theirs.
+    /// Only this outcome means "claimed before", "over the limit" or "moved under us".
+    ConditionsFailed(Vec<bool>),
+}
+
+/// Cancellation reasons that say "try again" (another writer on the same item, or
+/// capacity), as opposed to a failed condition or a request that can never succeed.
+const RETRYABLE_REASONS: &[&str] = &[
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
+
+/// Tries of a transaction cancelled by contention before the step fails (and its SQS
+/// message or state-machine task is retried).
+const CONTENTION_TRIES: u32 = 6;
+
+enum Cancellation {
+    Conditions(Vec<bool>),
+    Contention(String),
+    Refused(String),
+}
+
+fn cancellation<R>(e: &SdkError<TransactWriteItemsError, R>) -> Option<Cancellation> {
     match e.as_service_error()? {
-        TransactWriteItemsError::TransactionCanceledException(t) => Some(
-            t.cancellation_reasons()
+        TransactWriteItemsError::TransactionCanceledException(t) => {
+            let codes: Vec<&str> = t
+                .cancellation_reasons()
                 .iter()
-                .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                .collect(),
-        ),
+                .map(|r| r.code().unwrap_or("None"))
+                .collect();
+            let listed = codes.join(", ");
+            if codes.iter().any(|c| RETRYABLE_REASONS.contains(c)) {
+                Some(Cancellation::Contention(listed))
+            } else if codes
+                .iter()
+                .all(|c| *c == "None" || *c == "ConditionalCheckFailed")
+                && codes.contains(&"ConditionalCheckFailed")
+            {
+                Some(Cancellation::Conditions(
+                    codes
+                        .iter()
+                        .map(|c| *c == "ConditionalCheckFailed")
+                        .collect(),
+                ))
+            } else {
+                Some(Cancellation::Refused(listed))
+            }
+        }
+        TransactWriteItemsError::TransactionInProgressException(_)
+        | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+        | TransactWriteItemsError::RequestLimitExceeded(_)
+        | TransactWriteItemsError::ThrottlingException(_) => {
+            Some(Cancellation::Contention(e.to_string()))
+        }
         _ => None,
     }
+}
+
+/// Exponential backoff with jitter: 25 ms, 50 ms, 100 ms… (± half).
+async fn backoff(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let base = 25u64 << attempt.min(6);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % (base / 2 + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
 }
 
 fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
@@ -162,17 +222,43 @@ impl DynamoStore {
         TransactWriteItem::builder().put(put).build()
     }
 
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>
-    {
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map(|_| ())
+    /// Runs a transaction, retrying (with backoff) cancellations caused by contention;
+    /// `what` names it in errors.
+    async fn transact(&self, what: &str, items: Vec<TransactWriteItem>) -> PortResult<Transacted> {
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(Transacted::Done),
+                Err(e) => e,
+            };
+            match cancellation(&e) {
+                Some(Cancellation::Conditions(failed)) => {
+                    return Ok(Transacted::ConditionsFailed(failed));
+                }
+                Some(Cancellation::Contention(why)) if attempt + 1 < CONTENTION_TRIES => {
+                    tracing::debug!(what, reasons = %why, attempt, "transaction cancelled by contention; retrying");
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+                Some(Cancellation::Contention(why)) => {
+                    return Err(PortError::new(format!(
+                        "dynamodb: {what}: still cancelled after {CONTENTION_TRIES} tries ({why})"
+                    )));
+                }
+                Some(Cancellation::Refused(why)) => {
+                    return Err(PortError::new(format!(
+                        "dynamodb: {what}: transaction cancelled ({why})"
+                    )));
+                }
+                None => return Err(aws_err(what, e)),
+            }
+        }
     }
 
     fn alert_item(
@@ -315,11 +401,10 @@ impl Store for DynamoStore {
                     )
                 }
             };
-            match self.transact(items).await {
-                Ok(()) => return Ok(receipt),
+            match self.transact("store alert", items).await? {
+                Transacted::Done => return Ok(receipt),
                 // Someone else wrote this alert or moved the head: look again.
-                Err(e) if cancelled_conditions(&e).is_some() => continue,
-                Err(e) => return Err(aws_err("store alert", e)),
+                Transacted::ConditionsFailed(_) => continue,
             }
         }
         Err(PortError::new(format!(
@@ -366,24 +451,25 @@ impl Store for DynamoStore {
                 .build()
                 .expect("update is complete");
             let result = self
-                .transact(vec![
-                    self.put(attr, Some("attribute_not_exists(pk)")),
-                    TransactWriteItem::builder().update(count).build(),
-                ])
-                .await;
+                .transact(
+                    "claim attribute",
+                    vec![
+                        self.put(attr, Some("attribute_not_exists(pk)")),
+                        TransactWriteItem::builder().update(count).build(),
+                    ],
+                )
+                .await?;
             match result {
-                Ok(()) => outcome.claimed.push(claim.attribute.clone()),
-                Err(e) => match cancelled_conditions(&e) {
-                    Some(failed) if failed.first() == Some(&true) => {
-                        // Claimed before: ours again only if this same step claimed it.
-                        let owner = self.get(&pk, &sk).await?;
-                        if owner.as_ref().and_then(|i| get_s(i, "claimer")) == Some(claimer) {
-                            outcome.claimed.push(claim.attribute.clone());
-                        }
+                Transacted::Done => outcome.claimed.push(claim.attribute.clone()),
+                Transacted::ConditionsFailed(failed) if failed.first() == Some(&true) => {
+                    // Claimed before: ours again only if this same step claimed it.
+                    let owner = self.get(&pk, &sk).await?;
+                    if owner.as_ref().and_then(|i| get_s(i, "claimer")) == Some(claimer) {
+                        outcome.claimed.push(claim.attribute.clone());
                     }
-                    Some(_) => outcome.over_limit.push(claim.attribute.clone()),
-                    None => return Err(aws_err("claim attribute", e)),
-                },
+                }
+                // Only the counter's condition failed: the report is full.
+                Transacted::ConditionsFailed(_) => outcome.over_limit.push(claim.attribute.clone()),
             }
         }
         Ok(outcome)
@@ -568,15 +654,18 @@ impl Store for DynamoStore {
                 ("expires_at".into(), self.expires_at(now)),
             ]);
             match self
-                .transact(vec![
-                    TransactWriteItem::builder().update(update).build(),
-                    self.put(publication, Some("attribute_not_exists(pk)")),
-                ])
-                .await
+                .transact(
+                    "record publication",
+                    vec![
+                        TransactWriteItem::builder().update(update).build(),
+                        self.put(publication, Some("attribute_not_exists(pk)")),
+                    ],
+                )
+                .await?
             {
-                Ok(()) => return Ok(snapshot),
-                Err(e) if cancelled_conditions(&e).is_some() => continue,
-                Err(e) => return Err(aws_err("record publication", e)),
+                Transacted::Done => return Ok(snapshot),
+                // Another publication got in first: look again (it may be this one).
+                Transacted::ConditionsFailed(_) => continue,
             }
         }
         Err(PortError::new(format!(

@@ -366,3 +366,98 @@ async fn plugin_state_round_trips_and_expires() {
         "{e}"
     );
 }
+
+/// Real DynamoDB cancels concurrent transactions on the same item (a burst aggregating
+/// into one report does that) with `TransactionConflict`, and throttles. Only a failed
+/// condition may mean "claimed before" or "over the limit"; contention is retried, and
+/// contention that does not stop is an error (the step is retried), never a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contention_is_retried_and_never_taken_for_a_full_report() {
+    use deepalert_testkit::faults::{Fault, FaultProxy};
+    let aws = Aws::start(None).await;
+    let table = aws.create_table("t").await;
+    let proxy = FaultProxy::start(&aws.moto.endpoint).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&aws.moto.sdk_via(&proxy.url).await);
+    let store = DynamoStore::new(ddb, &table, chrono::Duration::days(1));
+
+    // The alert's transaction (head + alert) loses twice to another writer.
+    proxy.inject(Fault::transaction_cancelled(
+        &["None", "TransactionConflict"],
+        2,
+    ));
+    let receipt = put(&store, &alert("i-1", "a"), "2026-11-22T00:00:00Z").await;
+    assert_eq!(receipt.status, ReportStatus::New);
+    assert_eq!(proxy.injected(), 2);
+    let id = receipt.report_id;
+
+    let claim = |v: &str| AttributeClaim {
+        attribute: Attribute::new(AttrType::Ipaddr, "remote", v, &[]),
+        depth: 0,
+    };
+    // A claim cancelled by contention on the head's counter, then by throttling: claimed.
+    proxy.inject(Fault::transaction_cancelled(
+        &["None", "TransactionConflict"],
+        2,
+    ));
+    proxy.inject(Fault::transaction_cancelled(
+        &["ThrottlingError", "None"],
+        1,
+    ));
+    let out = store
+        .claim_attributes(id, &[claim("192.0.2.1")], "run-a", 256)
+        .await
+        .unwrap();
+    assert_eq!(out.claimed.len(), 1, "{out:?}");
+    assert!(out.over_limit.is_empty(), "contention is not a full report");
+
+    // Contention that does not stop: an error (the SQS message is retried), not a refusal.
+    proxy.inject(Fault::transaction_cancelled(
+        &["None", "TransactionConflict"],
+        100,
+    ));
+    let err = store
+        .claim_attributes(id, &[claim("192.0.2.2")], "run-b", 256)
+        .await
+        .unwrap_err();
+    assert!(
+        err.chain().contains("TransactionConflict"),
+        "{}",
+        err.chain()
+    );
+    proxy.clear();
+    // Nothing of it was stored: the retried step claims it for real.
+    let out = store
+        .claim_attributes(id, &[claim("192.0.2.2")], "run-b", 256)
+        .await
+        .unwrap();
+    assert_eq!(out.claimed.len(), 1);
+
+    // A failed condition still means what it says: the report is full at 2.
+    let out = store
+        .claim_attributes(id, &[claim("192.0.2.3")], "run-c", 2)
+        .await
+        .unwrap();
+    assert_eq!((out.claimed.len(), out.over_limit.len()), (0, 1));
+
+    // The publication's transaction (head + snapshot) too.
+    let report = store.compile_report(id).await.unwrap().unwrap();
+    proxy.inject(Fault::transaction_cancelled(
+        &["TransactionConflict", "None"],
+        3,
+    ));
+    let published = store
+        .record_publication(&report, "pub-1", chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(published.publications, 1);
+    // A cancellation for a reason that never goes away is an error naming it.
+    proxy.inject(Fault::transaction_cancelled(
+        &["ValidationError", "None"],
+        1,
+    ));
+    let err = store
+        .claim_attributes(id, &[claim("192.0.2.9")], "run-d", 256)
+        .await
+        .unwrap_err();
+    assert!(err.chain().contains("ValidationError"), "{}", err.chain());
+}
