@@ -10,4 +10,7 @@
   SlackWebhookParameter: 'deepalert/slack-webhook-url',
   // Days the Slack emitter remembers what it sent; keep it >= the stack's RetentionDays.
   RetentionDays: 30,
+  // Reserved concurrency of the VirusTotal inspector: 0 reserves none (fits new accounts,
+  // whose concurrency limit is 10); 1 keeps to the quota with one instance.
+  VirusTotalReservedConcurrency: 0,
 }

@@ -4,17 +4,31 @@ template.yaml with the AWS CLI. `make deploy-builtins` (--builtins): the same fo
 built-in plug-ins' stack, examples/aws/builtins.yaml with builtins.jsonnet, deployed as
 <StackName>-builtins next to the deepalert stack.
 
+Every template parameter is passed on every deploy: the value from the stack file, or the
+template's default. (Left out, `aws cloudformation deploy` would keep a parameter's previous
+value on an update, whatever the documentation says its default is.)
+
+After `aws cloudformation package`, every function's artifact is checked: its CodeUri (read
+per resource, as `package` reads it; Globals do not count) is a zip holding `bootstrap`, and
+the packaged template points at exactly that zip.
+
 usage: deploy.py [--dry-run] [--builtins] [--deploy FILE] [--stack FILE] [--template FILE]
+       deploy.py --verify-packaged PACKAGED.json [--template FILE]
+       deploy.py --check-zip ZIP [--arch arm64|x86_64]
   --dry-run      print the commands and run nothing
   --builtins     deploy the built-ins' stack (defaults: builtins.jsonnet, examples/aws/builtins.yaml)
   --deploy/--stack/--template  other files (default: deploy.jsonnet, stack.jsonnet, template.yaml)
+  --verify-packaged  check a template packaged with `--use-json` against its source template
+  --check-zip    check that a Lambda zip holds an executable `bootstrap` for the architecture
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY_FIELDS = {"StackName": str, "Region": str, "CodeS3Bucket": str, "CodeS3Prefix": str}
@@ -46,9 +60,16 @@ def render(path):
     return value
 
 
+def yaml_scalar(text):
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
 def template_parameters(template):
-    # Parameter name -> {"type", "default"(bool)}, read without a YAML library: the
-    # Parameters block is plain two-level YAML at the top of the template.
+    # Parameter name -> {"type", "default" (None when there is none)}, read without a
+    # YAML library: the Parameters block is plain two-level YAML at the top of the template.
     params, current, inside = {}, None, False
     if not os.path.exists(template):
         fail("%s does not exist" % template)
@@ -61,12 +82,92 @@ def template_parameters(template):
                 break
             if inside and line.startswith("  ") and not line.startswith("    ") and line.strip().endswith(":"):
                 current = line.strip()[:-1]
-                params[current] = {"type": "String", "default": False}
+                params[current] = {"type": "String", "default": None}
             elif inside and current and line.strip().startswith("Type:"):
                 params[current]["type"] = line.split(":", 1)[1].strip()
             elif inside and current and line.strip().startswith("Default:"):
-                params[current]["default"] = True
+                params[current]["default"] = yaml_scalar(line.split(":", 1)[1])
     return params
+
+
+def load_template(path):
+    try:
+        from samtranslator.yaml_helper import yaml_parse
+    except ImportError:
+        fail("the SAM translator's YAML reader is missing: run `make venv`")
+    with open(path, encoding="utf-8") as f:
+        return yaml_parse(f.read())
+
+
+def function_code(template_path):
+    """Function logical id -> the zip its own CodeUri names (absolute path), as
+    `aws cloudformation package` reads it: per resource, never from Globals."""
+    t = load_template(template_path)
+    base = os.path.dirname(os.path.abspath(template_path))
+    out = {}
+    for logical, r in (t.get("Resources") or {}).items():
+        if r.get("Type") != "AWS::Serverless::Function":
+            continue
+        uri = (r.get("Properties") or {}).get("CodeUri")
+        if not isinstance(uri, str) or not uri:
+            fail("%s: %s has no CodeUri of its own; `aws cloudformation package` reads CodeUri per "
+                 "function, not from Globals (it would upload the template's folder)" % (os.path.basename(template_path), logical))
+        out[logical] = os.path.normpath(os.path.join(base, uri))
+    return out
+
+
+ELF_MACHINES = {"arm64": 0xB7, "x86_64": 0x3E}
+
+
+def check_zip(path, arch=None):
+    """None if `path` is a Lambda zip with an executable `bootstrap` (for `arch`), else why not."""
+    if not os.path.isfile(path):
+        return "%s does not exist" % path
+    if not zipfile.is_zipfile(path):
+        return "%s is not a zip" % path
+    with zipfile.ZipFile(path) as z:
+        try:
+            info = z.getinfo("bootstrap")
+        except KeyError:
+            return "%s has no bootstrap at its root (it holds: %s)" % (path, ", ".join(z.namelist()[:10]) or "nothing")
+        head = z.read(info)[:20]
+    if (info.external_attr >> 16) & 0o111 == 0:
+        return "%s: bootstrap is not executable" % path
+    if arch:
+        if head[:4] != b"\x7fELF":
+            return "%s: bootstrap is not an ELF executable" % path
+        machine = int.from_bytes(head[18:20], "little")
+        if machine != ELF_MACHINES[arch]:
+            return "%s: bootstrap is for ELF machine 0x%x, not %s" % (path, machine, arch)
+    return None
+
+
+def md5_of(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_packaged(template_path, packaged_path):
+    """After `package`: every function's artifact is its own zip, holding bootstrap."""
+    code = function_code(template_path)
+    with open(packaged_path, encoding="utf-8") as f:
+        packaged = json.load(f)
+    problems = []
+    for logical, zip_path in sorted(code.items()):
+        why = check_zip(zip_path)
+        if why:
+            problems.append("%s: %s" % (logical, why))
+            continue
+        uri = ((packaged.get("Resources") or {}).get(logical, {}).get("Properties") or {}).get("CodeUri")
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            problems.append("%s: packaged CodeUri is %r, not an S3 object" % (logical, uri))
+        elif uri.rsplit("/", 1)[-1] != md5_of(zip_path):
+            problems.append("%s: packaged %s is not %s (package uploaded something else)" % (logical, uri, zip_path))
+    if problems:
+        fail("the packaged template would deploy functions without their code:\n  " + "\n  ".join(problems))
 
 
 def plan(deploy_path, stack_path, template, builtins=False):
@@ -103,25 +204,30 @@ def plan(deploy_path, stack_path, template, builtins=False):
         if not os.path.isdir(path) or not any(f.endswith(".rego") for f in os.listdir(path)):
             fail("stack.jsonnet: ReviewerPolicies %r is not a directory of .rego files" % policies)
         build_env["DEEPALERT_POLICY_DIR"] = path
-    overrides = []
     for key, value in sorted(stack.items()):
         if key not in params:
             fail("%s: %s is not a parameter of %s (parameters: %s)" % (stack_file, key, template_file, ", ".join(sorted(params))))
         if params[key]["type"] == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             fail("%s: %s must be a number, got %r" % (stack_file, key, value))
-        if params[key]["type"] == "String" and not isinstance(value, str):
+        if params[key]["type"] == "CommaDelimitedList":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                fail("%s: %s must be a list of strings, got %r" % (stack_file, key, value))
+            stack[key] = ",".join(value)
+        elif params[key]["type"] == "String" and not isinstance(value, str):
             fail("%s: %s must be a string, got %r" % (stack_file, key, value))
-        overrides.append("%s=%s" % (key, value))
-    missing = [k for k, p in params.items() if k not in stack and not p["default"]]
+    missing = [k for k, p in params.items() if k not in stack and p["default"] is None]
     if missing:
         fail("%s: set %s (parameters of %s without a default)" % (stack_file, ", ".join(missing), template_file))
-    packaged = os.path.join(ROOT, "target", "packaged-%s.yaml" % stack_name)
+    # Every parameter, always: what is left out takes the template's default, not the
+    # value of the previous deploy.
+    overrides = ["%s=%s" % (key, stack[key] if key in stack else p["default"]) for key, p in sorted(params.items())]
+    packaged = os.path.join(ROOT, "target", "packaged-%s.json" % stack_name)
     # `env VAR=… make …`: one argv, run as it is printed.
     build = ["env"] + [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build", "LAMBDAS=" + " ".join(lambdas)]
-    return deploy, stack_name, lambdas, [
+    return deploy, stack_name, lambdas, packaged, [
         build,
         ["aws", "sts", "get-caller-identity", "--region", deploy["Region"]],
-        ["aws", "cloudformation", "package", "--region", deploy["Region"],
+        ["aws", "cloudformation", "package", "--region", deploy["Region"], "--use-json",
          "--template-file", template,
          "--s3-bucket", deploy["CodeS3Bucket"], "--s3-prefix", deploy["CodeS3Prefix"],
          "--output-template-file", packaged],
@@ -139,11 +245,24 @@ def main():
     parser.add_argument("--deploy", default=os.path.join(ROOT, "deploy.jsonnet"))
     parser.add_argument("--stack")
     parser.add_argument("--template")
+    parser.add_argument("--verify-packaged")
+    parser.add_argument("--check-zip")
+    parser.add_argument("--arch", choices=sorted(ELF_MACHINES))
     args = parser.parse_args()
+    if args.check_zip:
+        why = check_zip(args.check_zip, args.arch)
+        if why:
+            fail(why)
+        print("%s: bootstrap%s ok" % (args.check_zip, " for " + args.arch if args.arch else ""))
+        return
     stack = args.stack or os.path.join(ROOT, "builtins.jsonnet" if args.builtins else "stack.jsonnet")
     template = os.path.abspath(args.template or os.path.join(
         ROOT, "examples/aws/builtins.yaml" if args.builtins else "template.yaml"))
-    deploy, stack_name, lambdas, commands = plan(args.deploy, stack, template, args.builtins)
+    if args.verify_packaged:
+        verify_packaged(template, args.verify_packaged)
+        print("%s: every function's code is its own zip with bootstrap" % args.verify_packaged)
+        return
+    deploy, stack_name, lambdas, packaged, commands = plan(args.deploy, stack, template, args.builtins)
     if args.dry_run:
         for c in commands:
             print(" ".join(c))
@@ -161,10 +280,15 @@ def main():
     missing = [f for f in lambdas if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
     if missing:
         fail("no zip for %s after make build" % ", ".join(missing))
-    for c in commands[2:]:
-        print("+ " + " ".join(c), flush=True)
-        if subprocess.run(c).returncode != 0:
-            fail("%s failed" % " ".join(c[:3]))
+    function_code(template)  # every function names its own zip, before anything is uploaded
+    package, deploy_cmd = commands[2], commands[3]
+    print("+ " + " ".join(package), flush=True)
+    if subprocess.run(package).returncode != 0:
+        fail("aws cloudformation package failed")
+    verify_packaged(template, packaged)
+    print("+ " + " ".join(deploy_cmd), flush=True)
+    if subprocess.run(deploy_cmd).returncode != 0:
+        fail("aws cloudformation deploy failed")
     print("deployed stack %s in %s" % (stack_name, deploy["Region"]))
 
 

@@ -569,7 +569,8 @@ def main():
             "environment": {k: str(v) for k, v in (props.get("Environment") or {}).get("Variables", {}).items()},
             "timeout": int(props.get("Timeout", 3)),
             "memory": int(props.get("MemorySize", 128)),
-            "reserved_concurrency": props.get("ReservedConcurrentExecutions"),
+            "reserved_concurrency": stack.aws("lambda").get_function_concurrency(
+                FunctionName=stack.physical[logical]).get("ReservedConcurrentExecutions"),
         }
     mappings = []
     for logical, r in stack.resolved.items():

@@ -64,3 +64,78 @@ pub fn parameter_overrides(out: &str) -> (&str, BTreeSet<String>) {
         .collect();
     (overrides, names)
 }
+
+/// `aws cloudformation package` of `template` (a path in the repository) against moto's
+/// S3, as `make deploy` runs it, then `deploy.py --verify-packaged` on the result.
+/// Each binary a function names gets a stand-in zip (an executable `bootstrap`) at
+/// `target/lambda/<binary>/bootstrap.zip` of a copy of the repository layout, so the
+/// template's relative CodeUris resolve as they do in a checkout. Returns the
+/// verification's (success, output) and the packaged template.
+pub fn package_and_verify(
+    moto_endpoint: &str,
+    template: &str,
+    text: &str,
+) -> (bool, String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(template);
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(&copy, text).unwrap();
+    let script = format!(
+        r##"
+import os, re, zipfile, boto3
+root = {root:?}
+for m in set(re.findall(r"target/lambda/([^/\s]+)/bootstrap\.zip", open({copy:?}).read())):
+    path = os.path.join(root, "target/lambda", m, "bootstrap.zip")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        z.writestr(info, "#!/bin/sh\n")
+boto3.client("s3", endpoint_url={endpoint:?}, region_name="us-east-1",
+             aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="code")
+"##,
+        root = dir.path().display().to_string(),
+        copy = copy.display().to_string(),
+        endpoint = moto_endpoint,
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "stand-in zips: {out}");
+    let packaged = dir.path().join("packaged.json");
+    let aws = crate::moto::venv_tool("aws");
+    let out = std::process::Command::new(aws)
+        .args([
+            "cloudformation",
+            "package",
+            "--region",
+            "us-east-1",
+            "--use-json",
+        ])
+        .arg("--template-file")
+        .arg(&copy)
+        .args(["--s3-bucket", "code", "--s3-prefix", "fn"])
+        .arg("--output-template-file")
+        .arg(&packaged)
+        .env("AWS_ENDPOINT_URL", moto_endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .expect("aws cloudformation package");
+    assert!(
+        out.status.success(),
+        "aws cloudformation package: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&packaged).unwrap()).unwrap();
+    let (ok, out) = run_venv_tool(
+        "python",
+        &[
+            "tools/deploy.py",
+            "--verify-packaged",
+            &packaged.display().to_string(),
+            "--template",
+            &copy.display().to_string(),
+        ],
+    );
+    (ok, out, json)
+}

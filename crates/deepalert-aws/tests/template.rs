@@ -289,3 +289,65 @@ fn deploy_renders_the_jsonnet_files_into_parameters() {
     assert!(!ok);
     assert!(out.contains("deploy.jsonnet"), "{out}");
 }
+
+/// `aws cloudformation deploy` keeps the previous value of a parameter that is left out on
+/// an update: deploy.py passes every parameter, from stack.jsonnet or the template's
+/// default, so what is deployed is what the files say (and an empty file works).
+#[test]
+fn every_parameter_is_passed_on_every_deploy() {
+    let params: BTreeSet<String> = template()["Parameters"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let (ok, out) = deploy_dry_run(DEPLOY, Some("{}"));
+    assert!(ok, "an empty stack.jsonnet deploys the defaults: {out}");
+    let (overrides, passed) = parameter_overrides(&out);
+    assert_eq!(passed, params);
+    for default in [
+        "InspectionDelay=300",
+        "ReviewDelay=600",
+        "AggregationWindow=10800",
+        "ReviewerLambdaArn=",
+        "PublishUnreviewed=false",
+        "ReportSections=grouped",
+        "LogLevel=info",
+    ] {
+        assert!(
+            overrides.split_whitespace().any(|kv| kv == default),
+            "{default} in {overrides}"
+        );
+    }
+
+    let (ok, out) = deploy_dry_run(DEPLOY, Some("{ InspectionDelay: 5, LogLevel: 'debug' }"));
+    assert!(ok, "{out}");
+    let (overrides, passed) = parameter_overrides(&out);
+    assert_eq!(passed, params);
+    assert!(overrides.contains("InspectionDelay=5 "), "{overrides}");
+    assert!(overrides.contains("LogLevel=debug"), "{overrides}");
+    assert!(overrides.contains("ReviewDelay=600 "), "{overrides}");
+}
+
+/// `make deploy` ships code: packaged by the AWS CLI (against moto's S3), every function's
+/// artifact is its own zip with a bootstrap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaging_ships_each_function_its_binary() {
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let (ok, out, packaged) =
+        deepalert_testkit::deploy::package_and_verify(&moto.endpoint, "template.yaml", &text);
+    assert!(ok, "{out}");
+    let uris: BTreeSet<&str> = functions(&template())
+        .keys()
+        .map(|f| {
+            packaged["Resources"][f]["Properties"]["CodeUri"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        uris.iter().all(|u| u.starts_with("s3://code/fn/")),
+        "{uris:?}"
+    );
+}

@@ -61,8 +61,6 @@ fn cfn_lint_is_clean() {
 #[tokio::test]
 async fn each_function_is_configured_as_the_binary_reads_it() {
     let t = template();
-    let code_uri = t["Globals"]["Function"]["CodeUri"].as_str().unwrap();
-    assert_eq!(code_uri, "../../target/lambda/builtin/bootstrap.zip");
     let read = read_by_binary();
     assert!(
         read.contains("DEEPALERT_BUILTIN") && read.contains("STATE_TABLE"),
@@ -76,6 +74,12 @@ async fn each_function_is_configured_as_the_binary_reads_it() {
         }
         seen += 1;
         let id = id.as_str().unwrap();
+        // `aws cloudformation package` reads CodeUri per function, never from Globals.
+        assert_eq!(
+            r["Properties"]["CodeUri"].as_str(),
+            Some("../../target/lambda/builtin/bootstrap.zip"),
+            "{id}"
+        );
         let vars = r["Properties"]["Environment"]["Variables"]
             .as_mapping()
             .unwrap();
@@ -191,5 +195,85 @@ fn deploy_builtins_builds_the_binary_and_deploys_next_to_the_stack() {
     assert!(
         out.contains("ReviewDelay is not a parameter of builtins.yaml"),
         "{out}"
+    );
+}
+
+/// `make deploy-builtins` ships code: packaged as `make deploy` packages it (the AWS CLI,
+/// against moto's S3), every function's artifact is the `builtin` zip with its bootstrap.
+/// With CodeUri in Globals only — the defect this guards against — `package` uploads the
+/// template's folder instead, and deploy.py stops before deploying it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaging_ships_the_binary_to_every_function() {
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let shipped = std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap();
+    let (ok, out, packaged) =
+        deepalert_testkit::deploy::package_and_verify(&moto.endpoint, TEMPLATE, &shipped);
+    assert!(ok, "{out}");
+    for f in ["VirusTotalInspector", "SlackEmitter"] {
+        let uri = packaged["Resources"][f]["Properties"]["CodeUri"]
+            .as_str()
+            .unwrap();
+        assert!(uri.starts_with("s3://code/fn/"), "{f}: {uri}");
+    }
+
+    let globals_only = shipped
+        .replace(
+            "      CodeUri: ../../target/lambda/builtin/bootstrap.zip\n",
+            "",
+        )
+        .replace(
+            "    Timeout: 60\n",
+            "    Timeout: 60\n    CodeUri: ../../target/lambda/builtin/bootstrap.zip\n",
+        );
+    assert_ne!(globals_only, shipped);
+    let (ok, out, _) =
+        deepalert_testkit::deploy::package_and_verify(&moto.endpoint, TEMPLATE, &globals_only);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("VirusTotalInspector has no CodeUri of its own"),
+        "{out}"
+    );
+}
+
+/// The stack deploys with no reserved concurrency by default (new accounts have a limit
+/// of 10), and reserves it when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_concurrency_is_a_parameter_off_by_default() {
+    use deepalert_testkit::aws_stack::deploy;
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let main = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "deepalert",
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let params = serde_json::json!({"VirusTotalKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:vt"});
+    let default = deploy(
+        &moto,
+        &repo_root().join(TEMPLATE),
+        "b1",
+        &params,
+        &main.exports(),
+    )
+    .await
+    .unwrap();
+    assert!(default.function("VirusTotalInspector")["reserved_concurrency"].is_null());
+    let mut reserved = params.clone();
+    reserved["VirusTotalReservedConcurrency"] = serde_json::json!(1);
+    let one = deploy(
+        &moto,
+        &repo_root().join(TEMPLATE),
+        "b2",
+        &reserved,
+        &main.exports(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        one.function("VirusTotalInspector")["reserved_concurrency"],
+        1
     );
 }
