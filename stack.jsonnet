@@ -23,6 +23,22 @@
   // Sections of reports on the report topic: 'grouped' (by attribute; DeepAlert's fork)
   // or 'flat' (the original DeepAlert's list of findings).
   ReportSections: 'grouped',
+  // Days the functions' and the state machine's logs are kept (a CloudWatch retention).
+  LogRetentionDays: 30,
+  // What the state machine logs: 'OFF', 'ERROR', 'FATAL' or 'ALL' (never execution data).
+  StateMachineLogLevel: 'ERROR',
+  // 'true': trace the functions and the state machine with AWS X-Ray.
+  XRayTracing: 'false',
+  // An SNS topic for alarms (dead-letter queues, failed reviews, function errors);
+  // empty: no alarm.
+  AlarmTopicArn: '',
+  // Point-in-time recovery of the table.
+  PointInTimeRecovery: 'true',
+  // Encryption of topics, queues and table: 'none', 'create' (a key made by the stack),
+  // or the ARN of your own key (see the README for the key policy it needs).
+  KmsKey: 'none',
+  // Other AWS accounts allowed to publish alerts, subscribe and send inspection results.
+  TrustedAccountIds: [],
   // Build time, not a template parameter: a directory of Rego policies (relative to this
   // file) built into review-invoker; they take precedence over ReviewerLambdaArn.
   // Empty: none. Check them first with `deepalert policy test DIR`.

@@ -333,6 +333,10 @@ impl LambdaService {
         self.hosted.lock().unwrap().invocations.clone()
     }
 
+    pub fn reset_invocations(&self) {
+        self.hosted.lock().unwrap().invocations.clear();
+    }
+
     /// Every hosted binary's log (stdout and stderr), for failure messages.
     pub fn logs(&self) -> String {
         let hosted = self.hosted.lock().unwrap();

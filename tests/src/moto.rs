@@ -134,12 +134,38 @@ impl Moto {
 
     /// The environment a child process needs to reach this moto with the same identity.
     pub fn env(&self) -> [(&'static str, String); 4] {
+        self.env_signed_as("testing")
+    }
+
+    /// The same with another access key id. The launcher counts the requests signed
+    /// `stack` (what the stack's functions cost); the tests' own use `testing`.
+    pub fn env_signed_as(&self, access_key: &str) -> [(&'static str, String); 4] {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_ACCESS_KEY_ID", access_key.into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", REGION.into()),
         ]
+    }
+
+    /// What the stack asked of AWS since the last reset (see `tests/moto/launcher.py`).
+    pub async fn requests(&self) -> Vec<serde_json::Value> {
+        reqwest::Client::new()
+            .get(format!("{}/moto-api/deepalert/requests", self.endpoint))
+            .send()
+            .await
+            .expect("moto request log")
+            .json()
+            .await
+            .expect("moto request log JSON")
+    }
+
+    pub async fn reset_requests(&self) {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/deepalert/reset", self.endpoint))
+            .send()
+            .await
+            .expect("reset moto request log");
     }
 
     pub fn log(&self) -> String {

@@ -1,15 +1,16 @@
 //! The five Lambda handlers. Each is a plain async function over the ports, calling the
 //! same core services as `deepalert serve`; the `lambda-*` binaries wrap them in
-//! `lambda_runtime`, and tests call them directly (or through a Lambda Invoke endpoint).
+//! `lambda_runtime`.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use deepalert_core::ports::{Clock, Emitter, Reviewer, Store, TaskBus, Workflow, WorkflowRun};
+use deepalert_core::ports::{Clock, Emitter, ReviewScheduler, Reviewer, Store, TaskBus, Workflow};
 use deepalert_core::services::{self, PipelineError, PipelineSettings};
 use deepalert_core::{AlertError, InspectionReport, ReportId, ReviewResult, Severity, parse_alert};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use crate::workflow::ExecutionInput;
+use crate::reviewer::{LambdaReviewStep, ReviewStep};
+use crate::workflow::{DispatchMessage, SqsDispatchQueue};
 
 /// A message body as it arrives from a queue: the payload itself (raw delivery), or an
 /// SNS notification envelope around it (subscription without raw delivery). As DeepAlert
@@ -110,8 +111,8 @@ pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchRespo
     .await
 }
 
-/// What the dispatcher and the inspector gateway need: both claim attributes and
-/// publish tasks.
+/// What the inspector gateway needs: it stores findings, claims the new attributes and
+/// publishes their tasks.
 pub struct TaskDeps<'a> {
     pub store: &'a dyn Store,
     pub bus: &'a dyn TaskBus,
@@ -119,24 +120,51 @@ pub struct TaskDeps<'a> {
     pub settings: &'a PipelineSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DispatchOutput {
-    pub tasks: usize,
-    /// The state machine's Choice state reads this.
-    pub review: bool,
+/// What the dispatcher needs: it claims attributes, publishes tasks, schedules reviews,
+/// and puts back runs that are not due yet.
+pub struct DispatchDeps<'a> {
+    pub store: &'a dyn Store,
+    pub bus: &'a dyn TaskBus,
+    pub reviews: &'a dyn ReviewScheduler,
+    pub queue: &'a SqsDispatchQueue,
+    pub clock: &'a dyn Clock,
+    pub settings: &'a PipelineSettings,
 }
 
-/// State-machine task: sends the run's new attributes to the task topic.
-pub async fn dispatcher(
-    deps: &TaskDeps<'_>,
-    input: ExecutionInput,
-) -> Result<DispatchOutput, PipelineError> {
-    let run: WorkflowRun = input.run;
-    let out = services::dispatch(deps.store, deps.bus, deps.clock, deps.settings, &run).await?;
-    Ok(DispatchOutput {
-        tasks: out.tasks_published,
-        review: out.review,
+/// Dispatch queue → each run's new attributes to the task topic, and the report's review
+/// scheduled when it needs one. A run whose inspection delay is longer than SQS can hold
+/// a message goes back on the queue until it is due.
+pub async fn dispatcher(deps: &DispatchDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
+    each_record(&event, |id, body| async move {
+        let message: DispatchMessage = serde_json::from_str(&body).map_err(|e| {
+            error!(message_id = %id, error = %e, "dispatch message refused; it will go to the DLQ");
+        })?;
+        let report_id = message.run.report_id;
+        let now = deps.clock.now();
+        if message.delay(now).is_some() {
+            return deps.queue.send(&message, now).await.map_err(|e| {
+                warn!(report_id = %report_id, message_id = %id, error = %e.chain(), "cannot put a run back; will be retried");
+            });
+        }
+        services::dispatch(
+            deps.store,
+            deps.bus,
+            deps.reviews,
+            deps.clock,
+            deps.settings,
+            &message.run,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.is_retryable() {
+                warn!(report_id = %report_id, message_id = %id, error = %e, "dispatch failed; will be retried");
+            } else {
+                error!(report_id = %report_id, message_id = %id, error = %e, "dispatch refused; it will go to the DLQ");
+            }
+        })
     })
+    .await
 }
 
 /// Inspection queue → stored findings and new tasks. Messages are ours
@@ -176,27 +204,13 @@ pub async fn review_invoker(
         .unwrap_or_else(|| ReviewResult::unclassified("no verdict")))
 }
 
-/// The error a Catch in the state machine hands on (`ResultPath: $.review_error`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateError {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishInput {
     pub report_id: ReportId,
-    /// The execution name: stable across retries of this publication. The state
-    /// machine passes its whole state, where the run's `name` is that name.
+    /// The review's name (`<report>-r<round>`): stable across retries of this
+    /// publication. The state machine passes its whole input, where it is `name`.
     #[serde(alias = "name")]
     pub publication_id: String,
-    #[serde(default)]
-    pub result: Option<ReviewResult>,
-    /// Set when the review step itself failed (timed out, crashed).
-    #[serde(default)]
-    pub review_error: Option<StateError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,28 +222,32 @@ pub struct PublishOutput {
 pub struct PublisherDeps<'a> {
     pub store: &'a dyn Store,
     pub emitter: &'a dyn Emitter,
+    pub reviews: &'a dyn ReviewScheduler,
+    pub review_step: &'a LambdaReviewStep,
     pub clock: &'a dyn Clock,
 }
 
-/// State-machine task: records the publication and publishes the report to the report
-/// topic. A failed review step still publishes, as `unclassified`, with the error.
+/// State-machine task, after the review delay: gets the verdict from the review step
+/// (`review-invoker`), records the publication and publishes the report to the report
+/// topic. A review step that fails still publishes, as `unclassified`, with the error.
 pub async fn emitter_publisher(
     deps: &PublisherDeps<'_>,
     input: PublishInput,
 ) -> Result<PublishOutput, PipelineError> {
-    let result = match (input.result, input.review_error) {
-        (Some(r), _) => r,
-        (None, Some(e)) => ReviewResult::unclassified(format!(
-            "review step failed: {}{}{}",
-            e.error,
-            if e.cause.is_empty() { "" } else { ": " },
-            e.cause
-        )),
-        (None, None) => ReviewResult::unclassified("the review step gave no verdict"),
+    let result = match deps.review_step.review(input.report_id).await {
+        ReviewStep::Verdict(r) => r,
+        ReviewStep::Failed { error, cause } => {
+            warn!(report_id = %input.report_id, %error, %cause, "review step failed; publishing as unclassified");
+            ReviewResult::unclassified(format!(
+                "review step failed: {error}{}{cause}",
+                if cause.is_empty() { "" } else { ": " }
+            ))
+        }
     };
     let published = services::publish_reviewed(
         deps.store,
         deps.emitter,
+        deps.reviews,
         deps.clock,
         input.report_id,
         result,

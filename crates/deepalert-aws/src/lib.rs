@@ -11,10 +11,10 @@ pub mod store;
 pub mod workflow;
 
 pub use plugin_state::DynamoPluginState;
-pub use reviewer::LambdaReviewer;
+pub use reviewer::{LambdaReviewStep, LambdaReviewer, ReviewStep};
 pub use sns::{SnsEmitter, SnsTaskBus};
 pub use store::DynamoStore;
-pub use workflow::{Delays, ExecutionInput, SfnWorkflow};
+pub use workflow::{DispatchMessage, ReviewExecutionInput, SfnReviews, SqsDispatchQueue};
 
 /// JSON logs for CloudWatch, one object per line. `filter` is `RUST_LOG` syntax.
 pub fn init_logging(filter: Option<String>) {

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | aggregation window | `aggr#<AlertID>` | `-` | receptor (conditional put: open a window or find it) |
 //! | report head | `report#<id>` | `meta` | status, origin, result, counters |
-//! | alert | `report#<id>` | `alert#<content hash>` | receptor (conditional: stored once) |
+//! | alert | `report#<id>` | `alert#<content hash>` | receptor (conditional: stored once); dispatcher marks it dispatched |
 //! | attribute | `report#<id>` | `attr#<identity>` | dispatcher, gateway (conditional: claimed once) |
 //! | finding | `report#<id>` | `finding#<hash>` | gateway (idempotent by content) |
 //! | note | `report#<id>` | `note#<hash>` | any step |
@@ -24,6 +24,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use deepalert_core::ports::{
     AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, ReportHead, Store,
+    StoredAlert,
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
@@ -351,6 +352,7 @@ impl Store for DynamoStore {
                         ("updated_at".into(), n(req.now.timestamp_millis())),
                         ("publications".into(), n(0)),
                         ("attr_count".into(), n(0)),
+                        ("alert_count".into(), n(1)),
                         ("expires_at".into(), self.expires_at(req.now)),
                     ]);
                     (
@@ -376,12 +378,15 @@ impl Store for DynamoStore {
                         .table_name(&self.table)
                         .key("pk", s(&pk))
                         .key("sk", s("meta"))
-                        .update_expression("SET #st = :more, updated_at = :now")
+                        .update_expression(
+                            "SET #st = :more, updated_at = :now ADD alert_count :one",
+                        )
                         .condition_expression("#st = :observed")
                         .expression_attribute_names("#st", "status")
                         .expression_attribute_values(":more", s(ReportStatus::More.as_str()))
                         .expression_attribute_values(":now", n(req.now.timestamp_millis()))
                         .expression_attribute_values(":observed", s(observed))
+                        .expression_attribute_values(":one", n(1))
                         .build()
                         .expect("update is complete");
                     (
@@ -412,11 +417,40 @@ impl Store for DynamoStore {
         )))
     }
 
-    async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>> {
+    async fn get_alert(
+        &self,
+        report_id: ReportId,
+        alert_ref: &str,
+    ) -> PortResult<Option<StoredAlert>> {
         self.get(&report_pk(report_id), &format!("alert#{alert_ref}"))
             .await?
-            .map(|item| parse_json(&item, "body", "alert"))
+            .map(|item| {
+                Ok(StoredAlert {
+                    alert: parse_json(&item, "body", "alert")?,
+                    dispatched: item
+                        .get("dispatched")
+                        .and_then(|v| v.as_bool().ok())
+                        .copied()
+                        .unwrap_or(false),
+                })
+            })
             .transpose()
+    }
+
+    async fn mark_dispatched(&self, report_id: ReportId, alert_ref: &str) -> PortResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(report_pk(report_id)))
+            .key("sk", s(format!("alert#{alert_ref}")))
+            .update_expression("SET dispatched = :yes")
+            // Never create an alert item from nothing.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| aws_err("mark alert dispatched", e))?;
+        Ok(())
     }
 
     async fn claim_attributes(
@@ -578,6 +612,8 @@ impl Store for DynamoStore {
                 .ok_or_else(|| bad_item("report head", "bad status"))?,
             detector: get_s(&meta, "detector").unwrap_or("").to_string(),
             rule_id: get_s(&meta, "rule_id").unwrap_or("").to_string(),
+            alerts: get_n(&meta, "alert_count").unwrap_or(1) as u32,
+            publications: get_n(&meta, "publications").unwrap_or(0) as u32,
         }))
     }
 

@@ -1,59 +1,136 @@
-//! Starts one state-machine execution per stored alert, named after the run, so a
-//! redelivered alert cannot start a second one.
+//! The workflow on AWS, priced per alert:
+//!
+//! - an alert's run is a message on the dispatch queue, delayed by the inspection delay
+//!   (SQS `DelaySeconds`, at most 900 s; a longer delay is served in 900 s steps by the
+//!   dispatcher putting the message back), consumed by the dispatcher;
+//! - a report's review is one Step Functions execution per round — a Wait for the review
+//!   delay, then one task that reviews and publishes — named `<report id>-r<round>`, so
+//!   the alerts of a burst share one execution and a redelivery cannot start a second.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sfn::Client;
-use aws_sdk_sfn::operation::start_execution::StartExecutionError;
-use deepalert_core::ports::{PortError, PortResult, Workflow, WorkflowRun};
+use chrono::{DateTime, Utc};
+use deepalert_core::ports::{
+    PortError, PortResult, ReviewRun, ReviewScheduler, Workflow, WorkflowRun,
+};
 use serde::{Deserialize, Serialize};
 
-/// The state machine's input: the run, and the delays its Wait states read
-/// (`SecondsPath`), which come from the stack's parameters through the receptor.
+/// SQS delays a message at most this long.
+pub const MAX_SQS_DELAY_SECONDS: i64 = 900;
+
+/// A run on the dispatch queue: due once `due_at` has passed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionInput {
+pub struct DispatchMessage {
     #[serde(flatten)]
     pub run: WorkflowRun,
-    pub delays: Delays,
+    pub due_at: DateTime<Utc>,
+}
+
+impl DispatchMessage {
+    /// Seconds SQS should hold the message for, or `None` when it is due.
+    pub fn delay(&self, now: DateTime<Utc>) -> Option<i32> {
+        let left = (self.due_at - now).num_milliseconds();
+        // Within a second is due: SQS's delays are whole seconds.
+        (left >= 1000).then(|| ((left + 999) / 1000).min(MAX_SQS_DELAY_SECONDS) as i32)
+    }
+}
+
+/// Runs go to the dispatch queue, delayed by the inspection delay.
+pub struct SqsDispatchQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    inspection_delay: chrono::Duration,
+}
+
+impl SqsDispatchQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, delay: Duration) -> Self {
+        SqsDispatchQueue {
+            client,
+            queue_url: queue_url.into(),
+            inspection_delay: chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// Puts a message on the queue, held until it is due (at most 900 s at a time).
+    pub async fn send(&self, message: &DispatchMessage, now: DateTime<Utc>) -> PortResult<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(serde_json::to_string(message).expect("messages serialize"))
+            .delay_seconds(message.delay(now).unwrap_or(0))
+            .send()
+            .await
+            .map_err(|e| {
+                PortError::new(format!(
+                    "sqs: schedule dispatch of {}: {}",
+                    message.run.name,
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Workflow for SqsDispatchQueue {
+    async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
+        let now = Utc::now();
+        self.send(
+            &DispatchMessage {
+                run: run.clone(),
+                due_at: now + self.inspection_delay,
+            },
+            now,
+        )
+        .await
+    }
+}
+
+/// The state machine's input: the review, and the delay its Wait state reads
+/// (`SecondsPath`), from the stack's `ReviewDelay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewExecutionInput {
+    #[serde(flatten)]
+    pub run: ReviewRun,
+    pub delays: ReviewDelays,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delays {
-    pub inspection: u64,
+pub struct ReviewDelays {
     pub review: u64,
 }
 
-pub struct SfnWorkflow {
-    client: Client,
+/// Reviews are Step Functions executions named after the review.
+pub struct SfnReviews {
+    client: aws_sdk_sfn::Client,
     state_machine_arn: String,
-    delays: Delays,
+    review_delay: u64,
 }
 
-impl SfnWorkflow {
+impl SfnReviews {
     pub fn new(
-        client: Client,
+        client: aws_sdk_sfn::Client,
         state_machine_arn: impl Into<String>,
-        inspection: Duration,
-        review: Duration,
+        review_delay: Duration,
     ) -> Self {
-        SfnWorkflow {
+        SfnReviews {
             client,
             state_machine_arn: state_machine_arn.into(),
-            delays: Delays {
-                inspection: inspection.as_secs(),
-                review: review.as_secs(),
-            },
+            review_delay: review_delay.as_secs(),
         }
     }
 }
 
 #[async_trait]
-impl Workflow for SfnWorkflow {
-    async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
-        let input = ExecutionInput {
+impl ReviewScheduler for SfnReviews {
+    async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
+        use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+        let input = ReviewExecutionInput {
             run: run.clone(),
-            delays: self.delays,
+            delays: ReviewDelays {
+                review: self.review_delay,
+            },
         };
         let started = self
             .client
@@ -65,6 +142,8 @@ impl Workflow for SfnWorkflow {
             .await;
         match started {
             Ok(_) => Ok(()),
+            // This round's review is running or done: the alert is in it, or in the next
+            // round that its publication schedules.
             Err(e)
                 if matches!(
                     e.as_service_error(),
@@ -74,10 +153,43 @@ impl Workflow for SfnWorkflow {
                 Ok(())
             }
             Err(e) => Err(PortError::new(format!(
-                "stepfunctions: start execution {}: {}",
+                "stepfunctions: start review {}: {}",
                 run.name,
                 aws_sdk_sfn::error::DisplayErrorContext(e)
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(due_in_ms: i64, now: DateTime<Utc>) -> DispatchMessage {
+        DispatchMessage {
+            run: WorkflowRun {
+                name: "r".into(),
+                report_id: "6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11".parse().unwrap(),
+                alert_ref: "a".into(),
+                review: true,
+            },
+            due_at: now + chrono::Duration::milliseconds(due_in_ms),
+        }
+    }
+
+    #[test]
+    fn delays_over_sqs_limit_are_served_in_steps() {
+        let now = Utc::now();
+        assert_eq!(message(300_000, now).delay(now), Some(300));
+        assert_eq!(message(1_500, now).delay(now), Some(2));
+        assert_eq!(message(999, now).delay(now), None, "due within a second");
+        assert_eq!(message(-5_000, now).delay(now), None);
+        // An hour: 900 s now, the rest when it comes back.
+        let long = message(3_600_000, now);
+        assert_eq!(long.delay(now), Some(900));
+        let later = now + chrono::Duration::seconds(900);
+        assert_eq!(long.delay(later), Some(900));
+        let last = now + chrono::Duration::seconds(3_500);
+        assert_eq!(long.delay(last), Some(100));
     }
 }

@@ -114,9 +114,10 @@ async fn alert_flows_through_the_state_machine_to_the_report_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_stores_once_and_runs_once() {
+    // The stack's own pollers run (the dispatch queue's among them); no user inspector.
     let stack = Stack::start(StackOptions {
         review_delay: 1,
-        pollers: false,
+        inspectors: vec![],
         ..StackOptions::default()
     })
     .await;

@@ -89,6 +89,17 @@ pub struct ReportHead {
     /// Of the report's first alert (all its alerts share them).
     pub detector: String,
     pub rule_id: String,
+    /// Alerts stored in the report.
+    pub alerts: u32,
+    /// Times the report has been published.
+    pub publications: u32,
+}
+
+/// A stored alert and whether its run already sent its attributes to the inspectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    pub dispatched: bool,
 }
 
 /// An attribute to be inspected, with how far it is from the alert (0 = in the alert).
@@ -115,7 +126,15 @@ pub trait Store: Send + Sync {
     /// nothing the second time. An alert joining a published report sets it back to `more`.
     async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt>;
 
-    async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>>;
+    async fn get_alert(
+        &self,
+        report_id: ReportId,
+        alert_ref: &str,
+    ) -> PortResult<Option<StoredAlert>>;
+
+    /// Records that the alert's attributes went to the inspectors, so a repeated run of
+    /// the same alert (a redelivered message) does not send them again.
+    async fn mark_dispatched(&self, report_id: ReportId, alert_ref: &str) -> PortResult<()>;
 
     /// Claims attributes for inspection, de-duplicated per report by identity, and bounded
     /// by `max_attributes` per report. Atomic per attribute.
@@ -163,25 +182,54 @@ pub trait TaskBus: Send + Sync {
     async fn publish(&self, tasks: &[Task]) -> PortResult<()>;
 }
 
-/// One run of the pipeline for one stored alert: wait, dispatch, and (if needed) wait,
-/// review, publish. Step Functions on AWS; durable timers locally.
+/// One stored alert's run: after the inspection delay, send its new attributes to the
+/// inspectors (`services::dispatch`), which also decides whether the report needs a
+/// review. A delayed SQS message on AWS; a durable timer locally.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowRun {
-    /// Deterministic, so starting the same run twice starts it once
-    /// (≤ 80 chars of `[0-9a-z-]`, valid as a Step Functions execution name).
+    /// Deterministic: the same alert gives the same name (≤ 80 chars of `[0-9a-z-]`).
     pub name: String,
     pub report_id: ReportId,
     pub alert_ref: String,
-    /// This run reviews and publishes the report after dispatching (see
-    /// [`AlertReceipt::review`]). Dispatch may still decide to review: see
-    /// `services::dispatch`.
+    /// The alert opened the report or joined a published one: the report must be
+    /// reviewed (again) after dispatching (see [`AlertReceipt::review`]).
     pub review: bool,
 }
 
 #[async_trait]
 pub trait Workflow: Send + Sync {
-    /// Starts a run; starting an already started run is not an error.
+    /// Schedules a run's dispatch after the inspection delay. Scheduling the same run
+    /// twice may dispatch it twice; dispatch is idempotent.
     async fn start(&self, run: &WorkflowRun) -> PortResult<()>;
+}
+
+/// One review of a report: after the review delay, compile, review and publish it. One
+/// per report and round at most (the round is the number of publications so far), so a
+/// burst of alerts shares one review, and an alert arriving after a publication starts
+/// the next. A Step Functions execution on AWS; a durable timer locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRun {
+    /// `<report id>-r<round>`: the execution name, and the publication's id.
+    pub name: String,
+    pub report_id: ReportId,
+    pub round: u32,
+}
+
+impl ReviewRun {
+    pub fn new(report_id: ReportId, round: u32) -> Self {
+        ReviewRun {
+            name: format!("{report_id}-r{round}"),
+            report_id,
+            round,
+        }
+    }
+}
+
+#[async_trait]
+pub trait ReviewScheduler: Send + Sync {
+    /// Schedules a review after the review delay; a review of the same name that was
+    /// already scheduled (running or finished) is not scheduled again.
+    async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()>;
 }
 
 /// Decides how bad a compiled report is. `Ok(None)`: no verdict.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deepalert_core::ports::{Clock, Emitter, PortResult, Store, TaskBus, Workflow, WorkflowRun};
+use deepalert_core::ports::{
+    Clock, Emitter, PortResult, ReviewRun, ReviewScheduler, Store, TaskBus, Workflow, WorkflowRun,
+};
 use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
 use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task};
 use serde::{Deserialize, Serialize};
@@ -84,11 +86,36 @@ fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Starts a run as a dispatch job due after the inspection delay.
+/// Starts a run as a dispatch job due after the inspection delay, and a review as a
+/// review job due after the review delay (one job per review name: a review already
+/// scheduled is not scheduled twice).
 pub struct LocalWorkflow {
     store: SqliteStore,
     clock: Arc<dyn Clock>,
     inspection_delay: Duration,
+    review_delay: Duration,
+}
+
+#[async_trait]
+impl ReviewScheduler for LocalWorkflow {
+    async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
+        let now = self.clock.now();
+        self.store
+            .enqueue(
+                vec![NewJob {
+                    key: format!("review:{}", run.name),
+                    kind: JobKind::Review,
+                    report_id: Some(run.report_id),
+                    payload: payload(&ReviewJob {
+                        report_id: run.report_id,
+                        publication_id: run.name.clone(),
+                    }),
+                    due_at: after(now, self.review_delay),
+                }],
+                now,
+            )
+            .await
+    }
 }
 
 #[async_trait]
@@ -224,6 +251,7 @@ impl Engine {
                 store: store.clone(),
                 clock: clock.clone(),
                 inspection_delay: runtime.inspection_delay,
+                review_delay: runtime.review_delay,
             },
             bus: LocalTaskBus {
                 store: store.clone(),
@@ -419,22 +447,13 @@ impl Engine {
         match services::dispatch(
             &self.store,
             &self.bus,
+            &self.workflow,
             self.clock.as_ref(),
             &self.pipeline,
             run,
         )
         .await
         {
-            Ok(outcome) if outcome.review => Outcome::Done(vec![NewJob {
-                key: format!("review:{}", run.name),
-                kind: JobKind::Review,
-                report_id: Some(run.report_id),
-                payload: payload(&ReviewJob {
-                    report_id: run.report_id,
-                    publication_id: run.name.clone(),
-                }),
-                due_at: after(self.clock.now(), self.runtime.review_delay),
-            }]),
             Ok(_) => Outcome::Done(vec![]),
             Err(e) => e.into(),
         }
@@ -452,6 +471,7 @@ impl Engine {
         match services::publish(
             &self.store,
             &self.emitter,
+            &self.workflow,
             self.clock.as_ref(),
             &reviewed,
             &job.publication_id,

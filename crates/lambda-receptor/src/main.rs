@@ -1,9 +1,10 @@
-//! receptor: alert queue (SQS, fed by the alert topic) → aggregated, stored alert and a
-//! started state-machine execution. Partial batch failures: one bad alert fails alone.
+//! receptor: alert queue (SQS, fed by the alert topic) → aggregated, stored alert and its
+//! run on the dispatch queue, delayed by the inspection delay. Partial batch failures: one
+//! bad alert fails alone.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::handlers::{ReceptorDeps, receptor};
-use deepalert_aws::{SfnWorkflow, SnsEmitter, env};
+use deepalert_aws::{SnsEmitter, SqsDispatchQueue, env};
 use deepalert_core::SectionFormat;
 use deepalert_core::ports::{Emitter, SystemClock};
 use deepalert_core::services::PipelineSettings;
@@ -13,9 +14,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     deepalert_aws::init_logging(env::optional("RUST_LOG"));
     let table = env::var("TABLE_NAME")?;
-    let state_machine = env::var("STATE_MACHINE_ARN")?;
+    let dispatch_queue = env::var("DISPATCH_QUEUE_URL")?;
     let inspection_delay = env::seconds("INSPECTION_DELAY_SECONDS", 300)?;
-    let review_delay = env::seconds("REVIEW_DELAY_SECONDS", 600)?;
     let window = env::seconds("AGGREGATION_WINDOW_SECONDS", 3 * 3600)?;
     let retention_days = env::number("RETENTION_DAYS", 30)?;
     let publish_unreviewed = env::flag("PUBLISH_UNREVIEWED", false)?;
@@ -23,11 +23,10 @@ async fn main() -> Result<(), Error> {
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
-    let workflow = SfnWorkflow::new(
-        aws_sdk_sfn::Client::new(&sdk),
-        state_machine,
+    let workflow = SqsDispatchQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        dispatch_queue,
         inspection_delay,
-        review_delay,
     );
     // Reports go to the report topic as alerts arrive only with PublishUnreviewed.
     let announcer = if publish_unreviewed {

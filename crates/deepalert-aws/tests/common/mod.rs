@@ -149,7 +149,8 @@ impl Aws {
             "import boto3, json\n\
              iam = boto3.client('iam', endpoint_url='{}', region_name='{REGION}', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
              doc = json.dumps({{'Version': '2012-10-17', 'Statement': [{{'Effect': 'Allow', 'Principal': {{'Service': 'lambda.amazonaws.com'}}, 'Action': 'sts:AssumeRole'}}]}})\n\
-             print(iam.create_role(RoleName='deepalert-test', AssumeRolePolicyDocument=doc)['Role']['Arn'])",
+             try:\n    print(iam.create_role(RoleName='deepalert-test', AssumeRolePolicyDocument=doc)['Role']['Arn'])\n\
+             except iam.exceptions.EntityAlreadyExistsException:\n    print(iam.get_role(RoleName='deepalert-test')['Role']['Arn'])",
             self.moto.endpoint
         );
         let out = std::process::Command::new(deepalert_testkit::moto::venv_tool("python"))
@@ -237,6 +238,7 @@ pub struct Stack {
     pub alert_dlq: String,
     pub inspection_queue: String,
     pub inspection_dlq: String,
+    pub dispatch_dlq: String,
     pub emitter_queue: String,
     pub state_machine: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -323,7 +325,7 @@ impl Stack {
         let lambda = LambdaService::start().await;
         let aws = Aws::start(Some(&lambda.url)).await;
         aws.moto.execute_state_machines().await;
-        lambda.set_aws_env(aws.moto.env());
+        lambda.set_aws_env(aws.moto.env_signed_as("stack"));
 
         // The user's reviewer function, whose ARN the stack is given.
         let role = aws.create_role();
@@ -377,7 +379,7 @@ impl Stack {
         let queue = |logical: &str| deployed.physical(logical);
         // The template's 180 s visibility would make a retried message wait minutes; the
         // tests lower it (only it) so retries and the DLQ happen within a test.
-        for logical in ["AlertQueue", "InspectionQueue"] {
+        for logical in ["AlertQueue", "DispatchQueue", "InspectionQueue"] {
             aws.sqs
                 .set_queue_attributes()
                 .queue_url(queue(logical))
@@ -402,6 +404,7 @@ impl Stack {
             inspection_queue: deployed.physical("InspectionQueue"),
             inspection_dlq: deployed.physical("InspectionDeadLetterQueue"),
             state_machine: deployed.physical("Workflow"),
+            dispatch_dlq: deployed.physical("DispatchDeadLetterQueue"),
             emitter_queue,
             aws,
             lambda,

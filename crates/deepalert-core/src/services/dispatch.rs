@@ -4,32 +4,39 @@ use tracing::{info, warn};
 
 use super::{PIPELINE_AUTHOR, PipelineError, PipelineSettings};
 use crate::domain::{Attribute, Note, ReportId, ReportStatus, Task};
-use crate::ports::{AttributeClaim, Clock, Store, TaskBus, WorkflowRun};
+use crate::ports::{
+    AttributeClaim, Clock, ReviewRun, ReviewScheduler, Store, TaskBus, WorkflowRun,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchOutcome {
     pub tasks_published: usize,
-    /// The run goes on to review and publish: it was started to (new report, or late alert
-    /// on a published report), or the report got published while this alert waited for
-    /// its inspection delay, so what it adds would otherwise never be published.
+    /// A review was scheduled (or was already for this round): the alert opened the
+    /// report, or joined it after a publication, or the report got published while this
+    /// alert waited for its inspection delay.
     pub review: bool,
 }
 
-/// Sends each attribute of the run's alert that is new to the report to the inspectors.
+/// Sends each attribute of the run's alert that is new to the report to the inspectors,
+/// then schedules the report's review if it needs one (the alert opened the report or
+/// came after a publication). One review per report and round: alerts of a burst share
+/// the first one's.
 pub async fn dispatch(
     store: &dyn Store,
     bus: &dyn TaskBus,
+    reviews: &dyn ReviewScheduler,
     clock: &dyn Clock,
     settings: &PipelineSettings,
     run: &WorkflowRun,
 ) -> Result<DispatchOutcome, PipelineError> {
-    let alert = store
+    let stored = store
         .get_alert(run.report_id, &run.alert_ref)
         .await?
         .ok_or_else(|| PipelineError::AlertNotFound {
             report_id: run.report_id,
             alert_ref: run.alert_ref.clone(),
         })?;
+    let alert = stored.alert;
     // DeepAlert's dispatcher gave every task attribute a time (the alert's) and Go
     // inspectors dereference it; without one in the alert, the time of dispatch.
     let observed = alert.timestamp.unwrap_or_else(|| clock.now());
@@ -44,13 +51,26 @@ pub async fn dispatch(
         detector: &alert.detector,
         rule_id: &alert.rule_id,
     };
-    let tasks_published =
-        claim_and_publish(store, bus, clock, settings, &origin, &claims, &run.name).await?;
+    // A run delivered twice (at-least-once) sends its tasks once.
+    let tasks_published = if stored.dispatched {
+        0
+    } else {
+        let n = claim_and_publish(store, bus, clock, settings, &origin, &claims, &run.name).await?;
+        store.mark_dispatched(run.report_id, &run.alert_ref).await?;
+        n
+    };
     let head = store
         .report_head(run.report_id)
         .await?
         .ok_or(PipelineError::ReportNotFound(run.report_id))?;
+    // Published while this alert waited for its inspection delay: what it adds would
+    // otherwise never be published.
     let review = run.review || head.status == ReportStatus::Published;
+    if review {
+        reviews
+            .schedule_review(&ReviewRun::new(run.report_id, head.publications))
+            .await?;
+    }
     info!(report_id = %run.report_id, tasks = tasks_published, review, "dispatched");
     Ok(DispatchOutcome {
         tasks_published,

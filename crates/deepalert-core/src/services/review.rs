@@ -2,7 +2,7 @@ use tracing::{info, warn};
 
 use super::PipelineError;
 use crate::domain::{Report, ReportId, ReviewResult};
-use crate::ports::{Clock, Emitter, Reviewer, Store};
+use crate::ports::{Clock, Emitter, ReviewRun, ReviewScheduler, Reviewer, Store};
 
 /// Compiles the report and asks the reviewer for a verdict. Never fails because of the
 /// reviewer: no verdict or an error gives `unclassified` with the reason, so the report is
@@ -36,6 +36,7 @@ pub async fn review(
 pub async fn publish_reviewed(
     store: &dyn Store,
     emitter: &dyn Emitter,
+    reviews: &dyn ReviewScheduler,
     clock: &dyn Clock,
     report_id: ReportId,
     result: ReviewResult,
@@ -46,15 +47,17 @@ pub async fn publish_reviewed(
         .await?
         .ok_or(PipelineError::ReportNotFound(report_id))?;
     report.result = Some(result);
-    publish(store, emitter, clock, &report, publication_id).await
+    publish(store, emitter, reviews, clock, &report, publication_id).await
 }
 
 /// Records the publication and hands the published report to the emitter. Idempotent on
 /// `publication_id`, so a retried step publishes the same snapshot again rather than a
-/// second publication.
+/// second publication. Alerts that joined after the report was compiled get the next
+/// round's review: their own runs may already have found this round taken.
 pub async fn publish(
     store: &dyn Store,
     emitter: &dyn Emitter,
+    reviews: &dyn ReviewScheduler,
     clock: &dyn Clock,
     report: &Report,
     publication_id: &str,
@@ -69,5 +72,13 @@ pub async fn publish(
         severity = published.result.as_ref().map(|r| r.severity.as_str()).unwrap_or(""),
         "published"
     );
+    if let Some(head) = store.report_head(report.id).await?
+        && head.alerts as usize > report.alerts.len()
+    {
+        info!(report_id = %report.id, "alerts joined during the review; reviewing again");
+        reviews
+            .schedule_review(&ReviewRun::new(report.id, head.publications))
+            .await?;
+    }
     Ok(published)
 }

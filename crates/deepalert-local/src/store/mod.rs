@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deepalert_core::ports::{
     AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PluginState, PortError, PortResult,
-    ReportHead, Store,
+    ReportHead, Store, StoredAlert,
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
@@ -143,6 +143,7 @@ impl SqliteStore {
         let writer = open(&path)?;
         writer
             .execute_batch(include_str!("schema.sql"))
+            .and_then(|()| migrate(&writer))
             .map_err(|source| OpenError::Open {
                 path: path.clone(),
                 source,
@@ -299,6 +300,18 @@ impl SqliteStore {
     }
 }
 
+/// Brings a database made by an earlier version up to `schema.sql` (whose `CREATE … IF NOT
+/// EXISTS` leaves existing tables as they were).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_dispatched = conn
+        .prepare("SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'dispatched'")?
+        .exists([])?;
+    if !has_dispatched {
+        conn.execute_batch("ALTER TABLE alerts ADD COLUMN dispatched INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
 fn parse_report_id(idx: usize, s: &str) -> rusqlite::Result<ReportId> {
     s.parse().map_err(|e: uuid::Error| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
@@ -420,15 +433,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_alert(&self, report_id: ReportId, alert_ref: &str) -> PortResult<Option<Alert>> {
+    async fn get_alert(
+        &self,
+        report_id: ReportId,
+        alert_ref: &str,
+    ) -> PortResult<Option<StoredAlert>> {
         let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
         self.read("load alert", move |c| {
             c.query_row(
-                "SELECT body FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
+                "SELECT body, dispatched FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
                 params![rid, aref],
-                |r| json_col(0, &r.get::<_, String>(0)?),
+                |r| {
+                    Ok(StoredAlert {
+                        alert: json_col(0, &r.get::<_, String>(0)?)?,
+                        dispatched: r.get(1)?,
+                    })
+                },
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn mark_dispatched(&self, report_id: ReportId, alert_ref: &str) -> PortResult<()> {
+        let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
+        self.write("mark alert dispatched", move |c| {
+            c.execute(
+                "UPDATE alerts SET dispatched = 1 WHERE report_id = ?1 AND alert_ref = ?2",
+                params![rid, aref],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -563,13 +597,17 @@ impl Store for SqliteStore {
         let rid = report_id.to_string();
         self.read("load report status", move |c| {
             c.query_row(
-                "SELECT status, detector, rule_id FROM reports WHERE id = ?1",
+                "SELECT status, detector, rule_id, publications,
+                        (SELECT count(*) FROM alerts a WHERE a.report_id = r.id)
+                 FROM reports r WHERE id = ?1",
                 [rid],
                 |r| {
                     Ok(ReportHead {
                         status: parse_status(0, &r.get::<_, String>(0)?)?,
                         detector: r.get(1)?,
                         rule_id: r.get(2)?,
+                        publications: r.get(3)?,
+                        alerts: r.get(4)?,
                     })
                 },
             )

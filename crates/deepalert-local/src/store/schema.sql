@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     run_review  INTEGER NOT NULL,
     body        TEXT NOT NULL,
     received_at INTEGER NOT NULL,
+    -- Its run sent its attributes to the inspectors (a repeated run does not again).
+    dispatched  INTEGER NOT NULL DEFAULT 0,
     UNIQUE (report_id, alert_ref)
 );
 
