@@ -7,7 +7,7 @@ PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
 LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher builtin
 
-.PHONY: help serve example test lint fmt bench venv build deploy deploy-builtins clean
+.PHONY: help serve example test lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,8 +18,18 @@ serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deep
 example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.toml)
 	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
-test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks)
+test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
 	$(CARGO) test --workspace --locked
+	$(MAKE) check-arm64-build
+
+# `make build`'s path (cargo-lambda + zig, arm64, the lambda profile) for one function, so
+# a break there shows in CI; its zip must hold an aarch64 bootstrap.
+check-arm64-build: ## Build the receptor for arm64 as `make build` does and check its zip
+	$(MAKE) build LAMBDAS=receptor
+	$(VENV)/bin/python tools/deploy.py --check-zip target/lambda/receptor/bootstrap.zip --arch arm64
+
+cost: venv ## What an alert costs on AWS (measured on moto): prints the table per service
+	$(CARGO) test --locked -p deepalert-aws --test cost -- --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -73,7 +73,10 @@ class Stack:
                 raise DeployError("parameter %s has no default and was not given" % key)
             if spec.get("AllowedValues") and str(value) not in [str(v) for v in spec["AllowedValues"]]:
                 raise DeployError("parameter %s=%r is not one of %s" % (key, value, spec["AllowedValues"]))
-            self.params[key] = value if spec.get("Type") == "CommaDelimitedList" else str(value)
+            if spec.get("Type") == "CommaDelimitedList":
+                self.params[key] = value if isinstance(value, list) else str(value).split(",")
+            else:
+                self.params[key] = str(value)
         unknown = set(parameters) - set(self.params)
         if unknown:
             raise DeployError("unknown parameter(s): %s" % ", ".join(sorted(unknown)))
@@ -399,6 +402,19 @@ def record_only(s, logical, p):
     return logical, {}
 
 
+def create_event_invoke_config(s, logical, p):
+    args = {"FunctionName": p["FunctionName"]}
+    if p.get("Qualifier") and p["Qualifier"] != "$LATEST":
+        args["Qualifier"] = p["Qualifier"]
+    for key in ["MaximumRetryAttempts", "MaximumEventAgeInSeconds"]:
+        if key in p:
+            args[key] = int(p[key])
+    if "DestinationConfig" in p:
+        args["DestinationConfig"] = p["DestinationConfig"]
+    s.aws("lambda").put_function_event_invoke_config(**args)
+    return logical, {}
+
+
 def create_state_machine(s, logical, p):
     definition = p.get("DefinitionString")
     if definition is None:
@@ -502,6 +518,7 @@ CREATORS = {
     "AWS::Lambda::Function": create_function,
     "AWS::Lambda::EventSourceMapping": record_only,
     "AWS::Lambda::Permission": record_only,
+    "AWS::Lambda::EventInvokeConfig": create_event_invoke_config,
     "AWS::StepFunctions::StateMachine": create_state_machine,
     "AWS::Logs::LogGroup": create_log_group,
     "AWS::CloudWatch::Alarm": create_alarm,

@@ -286,3 +286,108 @@ async fn failing_review_step_is_caught_and_still_published() {
         result.reason
     );
 }
+
+/// One bad message in a batch fails alone, on each queue the stack consumes: the good ones
+/// of the same batch are stored, the bad one is retried, then reaches its DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partial_batches_keep_the_good_and_dead_letter_the_bad() {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let stack = Stack::start(StackOptions {
+        review_delay: 8,
+        inspectors: vec![],
+        ..StackOptions::default()
+    })
+    .await;
+    let observer = stack
+        .subscribe_tasks("observer", &["ipaddr", "username"])
+        .await;
+    stack
+        .publish_alert(&read_json(&example("alerts/console-login.json")))
+        .await;
+    let tasks = stack.aws.drain(&observer, Duration::from_secs(20)).await;
+    assert!(!tasks.is_empty(), "{}", stack.diagnostics().await);
+    let env: Value = serde_json::from_str(tasks[0].body().unwrap()).unwrap();
+    let task: Value = serde_json::from_str(env["Message"].as_str().unwrap()).unwrap();
+    let report_id = task["report_id"].as_str().unwrap().to_string();
+    let ip = json!({"type": "ipaddr", "key": "source address", "value": "203.0.113.77", "context": ["remote", "client"]});
+    let user =
+        json!({"type": "username", "key": "IAM user", "value": "alice", "context": ["subject"]});
+
+    let entry = |id: &str, body: String| {
+        SendMessageBatchRequestEntry::builder()
+            .id(id)
+            .message_body(body)
+            .build()
+            .unwrap()
+    };
+    // One batch of three on the inspection queue: ours, garbage, DeepAlert's.
+    stack
+        .aws
+        .sqs
+        .send_message_batch()
+        .queue_url(&stack.inspection_queue)
+        .entries(entry(
+            "ours",
+            json!({"report_id": report_id, "author": "geoip", "attribute": ip,
+                   "findings": [{"type": "host", "content": {"country": ["RO"]}}]})
+            .to_string(),
+        ))
+        .entries(entry("bad", "{\"report_id\": \"".into()))
+        .entries(entry(
+            "theirs",
+            json!({"report_id": report_id, "author": "hr-directory", "attribute": user,
+                   "type": "user", "content": {"activities": [{"service_name": "hr", "action": "on leave"}]}})
+            .to_string(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    // And a dispatch message that is not one, next to the stack's own.
+    stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(stack.deployed.physical("DispatchQueue"))
+        .message_body("{\"run\": 1}")
+        .send()
+        .await
+        .unwrap();
+
+    let published = stack.wait_published(60).await;
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
+    let report = &published[0].0;
+    let authors: Vec<&str> = report
+        .sections
+        .iter()
+        .flat_map(|s| {
+            s.hosts
+                .iter()
+                .map(|h| h.author.as_str())
+                .chain(s.users.iter().map(|u| u.author.as_str()))
+        })
+        .collect();
+    assert!(
+        authors.contains(&"geoip") && authors.contains(&"hr-directory"),
+        "{authors:?}"
+    );
+
+    let dead = stack
+        .aws
+        .drain(&stack.inspection_dlq, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        dead.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(),
+        vec!["{\"report_id\": \""]
+    );
+    let dead = stack
+        .aws
+        .drain(&stack.dispatch_dlq, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        dead.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(),
+        vec!["{\"run\": 1}"]
+    );
+    let logs = stack.lambda.logs();
+    assert!(logs.contains("inspection message refused"), "{logs}");
+    assert!(logs.contains("dispatch message refused"), "{logs}");
+}

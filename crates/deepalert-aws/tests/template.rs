@@ -346,3 +346,314 @@ async fn packaging_ships_each_function_its_binary() {
         "{uris:?}"
     );
 }
+
+/// What moto holds after a deploy, read back with boto3: alarms, keys, encryption,
+/// policies, backups, logging and tracing.
+fn read_back(endpoint: &str, stack: &deepalert_testkit::aws_stack::Deployed) -> serde_json::Value {
+    let script = format!(
+        r##"
+import json, boto3
+kw = dict(endpoint_url={endpoint:?}, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+c = lambda n: boto3.client(n, **kw)
+out = {{}}
+out["alarms"] = sorted(a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"] if a["AlarmName"].startswith({name:?} + "-"))
+out["alarm_actions"] = sorted({{x for a in c("cloudwatch").describe_alarms()["MetricAlarms"] for x in a.get("AlarmActions", [])}})
+out["topic_key"] = c("sns").get_topic_attributes(TopicArn={alert_topic:?})["Attributes"].get("KmsMasterKeyId")
+out["topic_policy"] = json.loads(c("sns").get_topic_attributes(TopicArn={alert_topic:?})["Attributes"]["Policy"])
+q = c("sqs").get_queue_attributes(QueueUrl={queue:?}, AttributeNames=["All"])["Attributes"]
+out["queue_key"] = q.get("KmsMasterKeyId")
+out["queue_managed_sse"] = q.get("SqsManagedSseEnabled")
+out["queue_policy"] = json.loads(q["Policy"]) if "Policy" in q else None
+out["table_sse"] = c("dynamodb").describe_table(TableName={table:?})["Table"].get("SSEDescription")
+out["pitr"] = c("dynamodb").describe_continuous_backups(TableName={table:?})["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
+out["log_retention"] = {{g["logGroupName"]: g.get("retentionInDays") for g in c("logs").describe_log_groups()["logGroups"] if {name:?} in g["logGroupName"]}}
+sm = c("stepfunctions").describe_state_machine(stateMachineArn={machine:?})
+out["sfn_logging"] = sm.get("loggingConfiguration", {{}}).get("level")
+out["sfn_tracing"] = sm.get("tracingConfiguration", {{}}).get("enabled")
+out["fn_tracing"] = c("lambda").get_function_configuration(FunctionName={function:?}).get("TracingConfig", {{}}).get("Mode")
+print(json.dumps(out, default=str))
+"##,
+        name = stack.json["stack"].as_str().unwrap(),
+        alert_topic = stack.physical("AlertTopic"),
+        queue = stack.physical("InspectionQueue"),
+        table = stack.physical("Table"),
+        machine = stack.physical("Workflow"),
+        function = stack.physical("ReceptorFunction"),
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The operator's parameters create what they say, and nothing by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_parameters_deploy_what_they_say() {
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let sns = aws_sdk_sns::Client::new(&moto.sdk().await);
+    let alarms = sns
+        .create_topic()
+        .name("ops-alarms")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+
+    let plain = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "plain",
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let got = read_back(&moto.endpoint, &plain);
+    assert_eq!(
+        got["alarms"],
+        serde_json::json!([]),
+        "no alarm without a topic"
+    );
+    assert!(
+        got["topic_key"].is_null() && got["queue_key"].is_null(),
+        "{got}"
+    );
+    assert_eq!(got["queue_managed_sse"], "true");
+    assert!(
+        got["queue_policy"].is_null(),
+        "no other account may send: {got}"
+    );
+    assert_eq!(got["pitr"], "ENABLED");
+    assert_eq!(got["sfn_logging"], "ERROR");
+    assert_eq!(got["sfn_tracing"], false);
+    assert_eq!(got["fn_tracing"], "PassThrough");
+    assert!(
+        got["log_retention"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|d| d == 30),
+        "{got}"
+    );
+    assert_eq!(
+        got["log_retention"].as_object().unwrap().len(),
+        6,
+        "5 functions and the state machine: {got}"
+    );
+    // EventBridge rules of the account may publish alerts.
+    let statements = got["topic_policy"]["Statement"].as_array().unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Principal"]["Service"] == "events.amazonaws.com")
+    );
+
+    let ops = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "ops",
+        &serde_json::json!({
+            "AlarmTopicArn": alarms,
+            "KmsKey": "create",
+            "TrustedAccountIds": "111122223333,444455556666",
+            "PointInTimeRecovery": "false",
+            "XRayTracing": "true",
+            "LogRetentionDays": 90,
+            "StateMachineLogLevel": "ALL",
+        }),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let got = read_back(&moto.endpoint, &ops);
+    let names: Vec<&str> = got["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().trim_start_matches("ops-"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "AlertDeadLetterAlarm",
+            "DispatchDeadLetterAlarm",
+            "DispatcherErrorsAlarm",
+            "EmitterPublisherErrorsAlarm",
+            "InspectionDeadLetterAlarm",
+            "InspectorGatewayErrorsAlarm",
+            "ReceptorErrorsAlarm",
+            "ReviewInvokerErrorsAlarm",
+            "ReviewsFailedAlarm",
+        ]
+    );
+    assert_eq!(got["alarm_actions"], serde_json::json!([alarms]));
+    let key = ops.attribute("Key", "Arn");
+    assert_eq!(got["topic_key"], key.as_str());
+    assert_eq!(got["queue_key"], key.as_str());
+    assert_eq!(got["table_sse"]["SSEType"], "KMS", "{got}");
+    let key_policy = ops.properties("Key")["KeyPolicy"].to_string();
+    assert!(
+        key_policy.contains("sns.amazonaws.com") && key_policy.contains("events.amazonaws.com"),
+        "SNS→SQS and EventBridge→SNS delivery may use the key: {key_policy}"
+    );
+    assert!(key_policy.contains("111122223333"));
+    let trusted = serde_json::json!(["111122223333", "444455556666"]);
+    let statements = got["topic_policy"]["Statement"].as_array().unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Principal"]["AWS"] == trusted && s["Action"] == "sns:Publish"),
+        "{got}"
+    );
+    assert_eq!(
+        got["queue_policy"]["Statement"][0]["Principal"]["AWS"],
+        trusted
+    );
+    assert_eq!(got["pitr"], "DISABLED");
+    assert_eq!(got["sfn_logging"], "ALL");
+    assert_eq!(got["sfn_tracing"], true);
+    assert_eq!(got["fn_tracing"], "Active");
+    assert!(
+        got["log_retention"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|d| d == 90),
+        "{got}"
+    );
+    assert_eq!(ops.output("KmsKeyArn"), key);
+    for output in [
+        "StateMachineArn",
+        "TableName",
+        "AlertDeadLetterQueueUrl",
+        "DispatchDeadLetterQueueUrl",
+        "InspectionDeadLetterQueueUrl",
+    ] {
+        assert!(!ops.output(output).is_empty(), "{output}");
+    }
+}
+
+/// `make test` builds one function for arm64 and checks its zip with `deploy.py
+/// --check-zip`; the check refuses a zip for another architecture or without bootstrap.
+#[test]
+fn the_zip_check_knows_an_arm64_bootstrap_from_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = deepalert_testkit::aws_stack::binary("receptor");
+    let script = format!(
+        r##"
+import zipfile
+def make(path, name, data, mode=0o755):
+    with zipfile.ZipFile(path, "w") as z:
+        info = zipfile.ZipInfo(name)
+        info.external_attr = mode << 16
+        z.writestr(info, data)
+make({dir:?} + "/x86.zip", "bootstrap", open({host:?}, "rb").read())
+make({dir:?} + "/none.zip", "main", b"#!/bin/sh")
+"##,
+        dir = dir.path().display().to_string(),
+        host = host.display().to_string(),
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "{out}");
+    let check = |zip: &str, arch: &str| {
+        run_venv_tool(
+            "python",
+            &[
+                "tools/deploy.py",
+                "--check-zip",
+                &dir.path().join(zip).display().to_string(),
+                "--arch",
+                arch,
+            ],
+        )
+    };
+    let (ok, out) = check("x86.zip", "arm64");
+    assert!(!ok && out.contains("ELF machine 0x3e, not arm64"), "{out}");
+    let (ok, out) = check("x86.zip", "x86_64");
+    assert!(ok, "{out}");
+    let (ok, out) = check("none.zip", "arm64");
+    assert!(!ok && out.contains("has no bootstrap"), "{out}");
+}
+
+/// The README's subscription snippets are `examples/aws/subscribe.yaml`: it passes
+/// cfn-lint, deploys against our exports with the stack name as a parameter, and
+/// subscribes with the filter policies, on-failure destinations and maximum concurrency
+/// it shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn your_inspector_and_emitter_subscribe_as_the_readme_says() {
+    let example = "examples/aws/subscribe.yaml";
+    let (ok, output) = run_venv_tool("cfn-lint", &[example]);
+    assert!(ok, "cfn-lint:\n{output}");
+    let text = std::fs::read_to_string(repo_root().join(example)).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let resources = &text[text.find("Resources:").unwrap()..];
+    assert!(
+        readme.contains(resources.trim_end()),
+        "README.md shows examples/aws/subscribe.yaml's Resources as they are"
+    );
+
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let ours = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "sec-prod",
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let theirs = deploy(
+        &moto,
+        &repo_root().join(example),
+        "my-plugins",
+        &serde_json::json!({"DeepalertStack": "sec-prod", "InspectorConcurrency": 3}),
+        &ours.exports(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        theirs.function("MyInspector")["environment"]["INSPECTION_QUEUE_URL"],
+        ours.physical("InspectionQueue").as_str()
+    );
+    assert_eq!(theirs.function("MyInspector")["reserved_concurrency"], 3);
+    let script = format!(
+        r#"
+import json, boto3
+kw = dict(endpoint_url={endpoint:?}, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+sns, lam = boto3.client("sns", **kw), boto3.client("lambda", **kw)
+out = {{}}
+for topic in [{tasks:?}, {reports:?}]:
+    for sub in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
+        attrs = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
+        out[sub["Endpoint"].rsplit(":", 1)[-1]] = json.loads(attrs.get("FilterPolicy", "null"))
+for f in ["my-plugins-MyInspector", "my-plugins-MyEmitter"]:
+    c = lam.get_function_event_invoke_config(FunctionName=f)
+    out[f + ".on_failure"] = c["DestinationConfig"]["OnFailure"]["Destination"]
+    out[f + ".retries"] = c["MaximumRetryAttempts"]
+print(json.dumps(out))
+"#,
+        endpoint = moto.endpoint,
+        tasks = ours.physical("TaskTopic"),
+        reports = ours.physical("ReportTopic"),
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "{out}");
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        got["my-plugins-MyInspector"],
+        serde_json::json!({"attribute_type": ["ipaddr", "username"]})
+    );
+    assert_eq!(
+        got["my-plugins-MyEmitter"],
+        serde_json::json!({"status": ["published"], "severity": ["urgent"]})
+    );
+    assert_eq!(
+        got["my-plugins-MyInspector.on_failure"],
+        theirs.attribute("MyInspectorFailures", "Arn").as_str()
+    );
+    assert_eq!(
+        got["my-plugins-MyEmitter.on_failure"],
+        theirs.attribute("MyEmitterFailures", "Arn").as_str()
+    );
+    assert_eq!(got["my-plugins-MyInspector.retries"], 2);
+}
