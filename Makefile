@@ -19,6 +19,9 @@ example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.
 	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
 test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
+	# The AWS stack tests run the Lambda binaries: cargo test builds a package's binaries
+	# only for its own integration tests.
+	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked
 	$(MAKE) check-arm64-build
 
@@ -29,6 +32,7 @@ check-arm64-build: ## Build the receptor for arm64 as `make build` does and chec
 	$(VENV)/bin/python tools/deploy.py --check-zip target/lambda/receptor/bootstrap.zip --arch arm64
 
 cost: venv ## What an alert costs on AWS (measured on moto): prints the table per service
+	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --locked -p deepalert-aws --test cost -- --nocapture
 
 lint: ## cargo fmt --check and clippy with warnings as errors

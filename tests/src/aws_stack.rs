@@ -129,7 +129,7 @@ pub fn binary(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: the AWS stack tests run the real Lambda binaries; build them with \
-         `cargo build --workspace --bins` (`cargo test --workspace` and `make test` do)",
+         `cargo build --workspace --bins` first (`make test` does)",
         path.display()
     );
     path
