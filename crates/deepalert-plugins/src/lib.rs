@@ -5,6 +5,8 @@ pub mod builtin;
 pub mod emitters;
 pub mod inspectors;
 pub mod policy;
+pub mod rego;
+pub mod rules;
 pub mod secrets;
 
 pub use policy::{PolicyError, PolicyReviewer};
