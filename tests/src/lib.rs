@@ -159,12 +159,17 @@ impl Server {
 
     /// POSTs raw bytes as an alert; returns status and JSON body.
     pub fn post_alert_bytes(&self, body: Vec<u8>) -> (u16, Value) {
+        self.post_bytes("/api/v1/alerts", body)
+    }
+
+    /// POSTs raw bytes (JSON) to `path`; returns status and JSON body.
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let resp = self
-            .auth(http().post(format!("{}/api/v1/alerts", self.base)))
+            .auth(http().post(format!("{}{path}", self.base)))
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .expect("POST /api/v1/alerts");
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
         let status = resp.status().as_u16();
         (status, resp.json().unwrap_or(Value::Null))
     }

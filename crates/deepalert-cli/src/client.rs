@@ -26,7 +26,7 @@ impl ServerArgs {
         format!("{}{path}", self.server.trim_end_matches('/'))
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         client: &reqwest::Client,
         method: reqwest::Method,
@@ -40,7 +40,7 @@ impl ServerArgs {
     }
 }
 
-fn client() -> Result<reqwest::Client, String> {
+pub(crate) fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -48,7 +48,7 @@ fn client() -> Result<reqwest::Client, String> {
 }
 
 /// Turns a non-2xx answer into the server's `error` message.
-async fn answer(
+pub(crate) async fn answer(
     server: &ServerArgs,
     resp: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<Value, String> {

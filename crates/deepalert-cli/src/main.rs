@@ -1,8 +1,10 @@
-//! `deepalert`: run the pipeline on one machine (`serve`), send it alerts (`send`), and
-//! read its reports (`reports`).
+//! `deepalert`: run the pipeline on one machine (`serve`), send it alerts (`send`) and
+//! cloud events (`events send`), read its reports (`reports`), and test reviewer policies
+//! (`policy`) and rules (`rules`).
 
 mod client;
 mod policy;
+mod rules;
 mod serve;
 
 use std::path::PathBuf;
@@ -40,6 +42,19 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Test or try rules (cloud events → alerts).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Post cloud event files (an EventBridge event, an array of them, or a CloudTrail log
+    /// file, gzipped or not) to a running server.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
     /// List or show reports of a running server.
     Reports {
         #[command(subcommand)]
@@ -55,6 +70,25 @@ enum PolicyCommand {
     Test { dir: PathBuf },
     /// Print the verdict for a report (a report JSON file, or a fixture with "report").
     Eval { dir: PathBuf, report: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Run a directory of Rego rules' test_* rules and its tests/*.json fixtures
+    /// ({"event", "expect": [alerts]}); exit 1 if any fails.
+    Test { dir: PathBuf },
+    /// Print what the rules would make of the events in a file, storing nothing. RULES is
+    /// a configuration file (its [[rule]]s and [findings]) or a directory of Rego rules.
+    Eval { rules: PathBuf, events: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Post the files' events to POST /api/v1/events (large files in parts).
+    Send {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +140,16 @@ fn main() -> ExitCode {
             Command::Policy { command } => match command {
                 PolicyCommand::Test { dir } => policy::test(&dir),
                 PolicyCommand::Eval { dir, report } => policy::eval(&dir, &report),
+            },
+            Command::Rules { command } => match command {
+                RulesCommand::Test { dir } => rules::test(&dir),
+                RulesCommand::Eval {
+                    rules: path,
+                    events,
+                } => rules::eval(&path, &events),
+            },
+            Command::Events { command, server } => match command {
+                EventsCommand::Send { files } => rules::send(&server, &files).await,
             },
             Command::Reports { command, server } => match command {
                 ReportsCommand::List {

@@ -9,6 +9,11 @@ use deepalert_plugins::policy::NO_VERDICT;
 pub fn test(dir: &Path) -> Result<ExitCode, String> {
     let reviewer = PolicyReviewer::load(dir).map_err(|e| e.to_string())?;
     let cases = reviewer.test().map_err(|e| e.to_string())?;
+    report(dir, &cases)
+}
+
+/// Prints PASS/FAIL per case and a total; fails when a case failed or there was none.
+pub fn report(dir: &Path, cases: &[deepalert_plugins::rego::TestCase]) -> Result<ExitCode, String> {
     if cases.is_empty() {
         return Err(format!(
             "{}: no test_* rule and no tests/*.json fixture to run",
@@ -16,7 +21,7 @@ pub fn test(dir: &Path) -> Result<ExitCode, String> {
         ));
     }
     let mut failed = 0;
-    for case in &cases {
+    for case in cases {
         match &case.outcome {
             Ok(()) => println!("PASS {}", case.name),
             Err(why) => {

@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .plugins(Arc::new(store.clone()), &secrets, aws.as_ref())
         .await
         .map_err(|e| e.to_string())?;
+    let rules = Arc::new(config.rule_set().map_err(|e| e.to_string())?);
     let engine = Engine::new(
         store,
         plugins,
@@ -83,6 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         inspectors = config.inspectors.len(),
         emitters = config.emitters.len(),
         reviewer = config.reviewer.is_some(),
+        rules = ?rules.names(),
         api_key = api_key.is_some(),
         "deepalert serving on http://{local}"
     );
@@ -105,7 +107,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         })
     };
     let mut http_stop = stop_rx.clone();
-    let http = server::serve(listener, engine, api_key, async move {
+    let http = server::serve(listener, engine, rules, api_key, async move {
         let _ = http_stop.wait_for(|s| *s).await;
     });
     tokio::spawn(async move {

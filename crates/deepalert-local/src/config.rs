@@ -12,6 +12,8 @@ use deepalert_core::{AttrType, SectionFormat};
 use serde::Deserialize;
 
 use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
+use deepalert_core::rules::RuleSet;
+use deepalert_plugins::rules::{FindingsConfig, RuleConfig};
 use deepalert_plugins::{BuiltinError, PolicyReviewer, SecretSource, builtin};
 
 use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
@@ -61,6 +63,12 @@ pub struct Config {
     pub reviewer: Option<PluginConfig>,
     #[serde(default, rename = "emitter")]
     pub emitters: Vec<PluginConfig>,
+    /// Rules that turn cloud events (`POST /api/v1/events`) into alerts.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+    /// The GuardDuty and Security Hub mappings (both on by default).
+    #[serde(default)]
+    pub findings: FindingsConfig,
     /// Directory relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -160,6 +168,8 @@ impl Default for Config {
             inspectors: vec![],
             reviewer: None,
             emitters: vec![],
+            rules: vec![],
+            findings: FindingsConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -418,6 +428,17 @@ impl Config {
             reviewer,
             emitters,
         })
+    }
+
+    /// The rules, loaded and checked: a bad preset or option, or a Rego rule with a syntax
+    /// error, stops start-up naming it (and the file and line).
+    pub fn rule_set(&self) -> Result<RuleSet, ConfigError> {
+        deepalert_plugins::rules::rule_set(&self.rules, &self.findings, &self.base_dir, &[])
+            .map_err(|message| ConfigError::Invalid {
+                path: self.base_dir.clone(),
+                field: "rule".into(),
+                message,
+            })
     }
 
     /// Whether a built-in needs the AWS SDK configuration (the binary loads it once).

@@ -1,6 +1,8 @@
 //! The HTTP API of `deepalert serve`.
 //!
 //! - `POST /api/v1/alerts` — one alert (JSON) → `202 {"report_id", "status"}`
+//! - `POST /api/v1/events` — cloud events (one EventBridge event, an array, or a CloudTrail
+//!   log file) → the rules' alerts: `202 {"alerts": [...]}`, or `200 {"alerts": []}`
 //! - `GET  /api/v1/reports?status=&limit=` → `{"reports": [summary…]}`, newest first
 //! - `GET  /api/v1/reports/{id}` → the report
 //! - `GET  /healthz` → `{"status": "ok"}` (no key needed)
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deepalert_core::ports::Store;
+use deepalert_core::rules::{RuleSet, parse_events};
 use deepalert_core::services::PipelineError;
 use deepalert_core::{AlertError, ReportId, ReportStatus, parse_alert};
 use serde::Deserialize;
@@ -35,16 +38,19 @@ const MAX_LIST_LIMIT: u32 = 1000;
 #[derive(Clone)]
 struct AppState {
     engine: Arc<Engine>,
+    rules: Arc<RuleSet>,
     api_key: Option<Arc<str>>,
 }
 
-pub fn router(engine: Arc<Engine>, api_key: Option<String>) -> Router {
+pub fn router(engine: Arc<Engine>, rules: Arc<RuleSet>, api_key: Option<String>) -> Router {
     let state = AppState {
         engine,
+        rules,
         api_key: api_key.map(Arc::from),
     };
     let api = Router::new()
         .route("/alerts", post(post_alert))
+        .route("/events", post(post_events))
         .route("/reports", get(list_reports))
         .route("/reports/{id}", get(get_report))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -91,11 +97,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn post_alert(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let body = body.map_err(|rejection| {
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         let status = rejection.status();
         let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!("request body is over the limit of {MAX_BODY_BYTES} bytes")
@@ -103,7 +106,82 @@ async fn post_alert(
             rejection.body_text()
         };
         ApiError(status, msg)
+    })
+}
+
+/// Cloud events → the rules' alerts, each received like a posted alert. Each event (each
+/// record of a CloudTrail file) stands alone: a bad one is listed in `errors` with its
+/// index, and the others' alerts are still stored.
+async fn post_events(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let body = body_or_error(body)?;
+    let events = parse_events(&body).map_err(|e| {
+        warn!(error = %e, "events refused");
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
     })?;
+    let mut alerts = Vec::new();
+    let mut errors = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(event = i, error = %e, "event refused");
+                errors.push(json!({"event": i, "error": e.to_string()}));
+                continue;
+            }
+        };
+        let evaluation = state.rules.evaluate(event);
+        for e in evaluation.errors {
+            warn!(event = i, rule = %e.rule, error = %e.message, "rule failed on an event");
+            errors.push(json!({"event": i, "rule": e.rule, "error": e.to_string()}));
+        }
+        for alert in evaluation.alerts {
+            match state.engine.receive(&alert).await {
+                Ok(receipt) => alerts.push(json!({
+                    "report_id": receipt.report_id,
+                    "status": receipt.status,
+                    "detector": alert.detector,
+                    "rule_id": alert.rule_id,
+                    "alert_key": alert.alert_key,
+                })),
+                Err(PipelineError::Invalid(e)) => {
+                    errors.push(json!({"event": i, "error": format!("invalid alert: {e}")}));
+                }
+                Err(e) => {
+                    error!(error = %e, "storing an event's alert failed");
+                    return Err(ApiError(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the alerts could not be stored; retry".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let status = match (alerts.is_empty(), errors.is_empty()) {
+        (false, _) => StatusCode::ACCEPTED,
+        (true, true) => StatusCode::OK,
+        (true, false) => StatusCode::BAD_REQUEST,
+    };
+    let mut answer = json!({ "alerts": alerts });
+    if !errors.is_empty() {
+        answer["errors"] = json!(errors);
+        if alerts.is_empty() {
+            answer["error"] = json!(format!(
+                "no alert: {} event(s) or rule(s) failed (see errors)",
+                errors.len()
+            ));
+        }
+    }
+    Ok((status, Json(answer)))
+}
+
+async fn post_alert(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let body = body_or_error(body)?;
     let alert = parse_alert(&body).map_err(|e| {
         warn!(error = %e, "alert refused");
         match e {
@@ -198,10 +276,11 @@ fn internal(e: deepalert_core::ports::PortError) -> ApiError {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
+    rules: Arc<RuleSet>,
     api_key: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine, api_key))
+    axum::serve(listener, router(engine, rules, api_key))
         .with_graceful_shutdown(shutdown)
         .await
 }
