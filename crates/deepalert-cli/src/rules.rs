@@ -79,7 +79,8 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, String> {
 /// Splits a document of events into requests under the server's body limit: a CloudTrail
 /// log file or an array of events goes in parts; one event goes whole.
 fn requests(doc: Value, limit: usize) -> Vec<Value> {
-    let (items, wrap): (Vec<Value>, fn(Vec<Value>) -> Value) = match doc {
+    type Wrap = fn(Vec<Value>) -> Value;
+    let (items, wrap): (Vec<Value>, Wrap) = match doc {
         Value::Object(mut o) if o.get("Records").is_some_and(Value::is_array) => (
             match o.remove("Records") {
                 Some(Value::Array(r)) => r,
