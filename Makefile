@@ -5,7 +5,7 @@ ARGS ?=
 VENV := .venv
 PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
-LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher builtin
+LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router builtin
 
 .PHONY: help serve example test lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
 
@@ -57,7 +57,8 @@ $(VENV)/.%-tools: tools/%-requirements.txt $(VENV)/bin/python
 
 venv: $(VENV)/.test-tools ## Install the test tools (moto, cfn-lint, jsonnet) into .venv
 
-# DEEPALERT_POLICY_DIR (set by `make deploy` from ReviewerPolicies) builds Rego policies into review-invoker.
+# DEEPALERT_POLICY_DIR (set by `make deploy` from ReviewerPolicies) builds Rego policies into review-invoker;
+# DEEPALERT_RULE_POLICY_DIR (from the Rego rule of Rules) builds Rego rules into event-router.
 build: $(VENV)/.build-tools ## Build one arm64 Lambda zip per function into target/lambda/<name>/bootstrap.zip
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --locked --profile lambda --arm64 --output-format zip $(addprefix --bin ,$(LAMBDAS))

@@ -8,4 +8,7 @@
   CodeS3Bucket: 'REPLACE-WITH-YOUR-CODE-BUCKET',
   // Key prefix for the uploaded zips (may be empty).
   CodeS3Prefix: 'deepalert',
+  // Other regions whose cloud events (sign-ins, API calls, findings) reach the rules: each
+  // gets a small forwarding stack (forwarder.yaml) sending them to Region's event bus.
+  Regions: [],
 }

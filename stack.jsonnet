@@ -39,6 +39,16 @@
   KmsKey: 'none',
   // Other AWS accounts allowed to publish alerts, subscribe and send inspection results.
   TrustedAccountIds: [],
+  // Rules that turn cloud events (CloudTrail, through EventBridge) into alerts: presets with
+  // their options, and at most one directory of your own Rego rules (built into
+  // event-router; `sources` are the EventBridge sources of its events). README, "Cloud events".
+  Rules: [
+    { preset: 'root-login' },
+    // { preset: 'suspicious-login-ip', options: { trusted_cidrs: ['203.0.113.0/24'] } },
+    // { policies: 'examples/rules', sources: ['aws.signin'] },
+  ],
+  // GuardDuty and Security Hub findings as alerts (both on unless turned off here).
+  Findings: { guardduty: true, securityhub: true },
   // Build time, not a template parameter: a directory of Rego policies (relative to this
   // file) built into review-invoker; they take precedence over ReviewerLambdaArn.
   // Empty: none. Check them first with `deepalert policy test DIR`.

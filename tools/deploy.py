@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,9 +33,24 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY_FIELDS = {"StackName": str, "Region": str, "CodeS3Bucket": str, "CodeS3Prefix": str}
-# stack.jsonnet keys used at build time rather than passed to the template.
-BUILD_FIELDS = {"ReviewerPolicies"}
-LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher"]
+# deploy.jsonnet fields that may be left out, with their defaults.
+OPTIONAL_DEPLOY_FIELDS = {"Regions": []}
+LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher", "event-router"]
+# Where each preset's events come from (EventBridge source, detail-type): the stack's event
+# rule takes these. Kept equal to the presets' own `sources()` by a test.
+PRESET_SOURCES = {
+    "root-login": [("aws.signin", "AWS Console Sign In via CloudTrail")],
+    "suspicious-login-hour": [("aws.signin", "AWS Console Sign In via CloudTrail")],
+    "suspicious-login-ip": [("aws.signin", "AWS Console Sign In via CloudTrail")],
+    "non-compliant-user-created": [("aws.iam", "AWS API Call via CloudTrail")],
+    "unauthorized-instance-created": [("aws.ec2", "AWS API Call via CloudTrail")],
+}
+FINDINGS_SOURCES = {
+    "guardduty": ("aws.guardduty", "GuardDuty Finding"),
+    "securityhub": ("aws.securityhub", "Security Hub Findings - Imported"),
+}
+# Template parameters written from Rules and Findings, never set by hand.
+DERIVED_PARAMETERS = {"RulesConfig", "EventSources", "EventDetailTypes"}
 BUILTIN_LAMBDAS = ["builtin"]
 
 
@@ -170,6 +186,49 @@ def verify_packaged(template_path, packaged_path):
         fail("the packaged template would deploy functions without their code:\n  " + "\n  ".join(problems))
 
 
+def rules_parameters(stack, stack_path):
+    """Rules and Findings of stack.jsonnet -> (RulesConfig, EventSources, EventDetailTypes,
+    the directory of Rego rules to build in or None)."""
+    rules = stack.pop("Rules", [])
+    findings = stack.pop("Findings", {})
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        fail("stack.jsonnet: Rules must be a list of objects ({preset: ...} or {policies: ...})")
+    if not isinstance(findings, dict) or set(findings) - set(FINDINGS_SOURCES) or not all(isinstance(v, bool) for v in findings.values()):
+        fail("stack.jsonnet: Findings is {guardduty: true|false, securityhub: true|false}")
+    findings = {k: findings.get(k, True) for k in FINDINGS_SOURCES}
+    sources, any_detail, policies = set(), False, None
+    for i, r in enumerate(rules):
+        unknown = set(r) - {"preset", "policies", "enabled", "options", "sources"}
+        if unknown:
+            fail("stack.jsonnet: Rules[%d]: unknown key(s) %s" % (i, ", ".join(sorted(unknown))))
+        if r.get("enabled", True) is False:
+            continue
+        if "preset" in r:
+            if r["preset"] not in PRESET_SOURCES:
+                fail("stack.jsonnet: Rules[%d]: no preset %r (presets: %s)" % (i, r["preset"], ", ".join(PRESET_SOURCES)))
+            sources.update(PRESET_SOURCES[r["preset"]])
+        elif "policies" in r:
+            if policies is not None:
+                fail("stack.jsonnet: Rules[%d]: on AWS, one directory of Rego rules (it is built into event-router)" % i)
+            if not r.get("sources"):
+                fail("stack.jsonnet: Rules[%d]: a Rego rule needs sources (the EventBridge sources of its events, e.g. ['aws.s3'])" % i)
+            path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(stack_path)), r["policies"]))
+            if not os.path.isdir(path) or not any(f.endswith(".rego") for f in os.listdir(path)):
+                fail("stack.jsonnet: Rules[%d]: policies %r is not a directory of .rego files" % (i, r["policies"]))
+            policies = path
+            for src in r["sources"]:
+                sources.add((src, ""))
+            any_detail = True
+        else:
+            fail("stack.jsonnet: Rules[%d] needs preset or policies" % i)
+    for name, on in findings.items():
+        if on:
+            sources.add(FINDINGS_SOURCES[name])
+    config = json.dumps({"rules": rules, "findings": findings}, separators=(",", ":"), sort_keys=True)
+    detail_types = "" if any_detail else ",".join(sorted({d for _, d in sources}))
+    return config, ",".join(sorted({s for s, _ in sources})), detail_types, policies
+
+
 def plan(deploy_path, stack_path, template, builtins=False):
     deploy = render(deploy_path)
     stack = render(stack_path)
@@ -178,9 +237,13 @@ def plan(deploy_path, stack_path, template, builtins=False):
     for field, kind in DEPLOY_FIELDS.items():
         if not isinstance(deploy.get(field), kind):
             fail("deploy.jsonnet: %s must be a %s" % (field, kind.__name__))
-    unknown = set(deploy) - set(DEPLOY_FIELDS)
+    unknown = set(deploy) - set(DEPLOY_FIELDS) - set(OPTIONAL_DEPLOY_FIELDS)
     if unknown:
-        fail("deploy.jsonnet: unknown field(s) %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(DEPLOY_FIELDS)))
+        fail("deploy.jsonnet: unknown field(s) %s (known: %s)" % (", ".join(sorted(unknown)), ", ".join(list(DEPLOY_FIELDS) + list(OPTIONAL_DEPLOY_FIELDS))))
+    for field, default in OPTIONAL_DEPLOY_FIELDS.items():
+        deploy.setdefault(field, default)
+    if not isinstance(deploy["Regions"], list) or not all(isinstance(r, str) for r in deploy["Regions"]):
+        fail("deploy.jsonnet: Regions must be a list of region names")
     if deploy["CodeS3Bucket"].startswith("REPLACE-"):
         fail("deploy.jsonnet: set CodeS3Bucket to an S3 bucket of yours in %s" % deploy["Region"])
     params = template_parameters(template)
@@ -196,6 +259,13 @@ def plan(deploy_path, stack_path, template, builtins=False):
         if isinstance(value, str) and value.startswith("REPLACE-"):
             fail("%s: set %s (it is still %r)" % (stack_file, key, value))
     build_env = {}
+    rules_config = event_sources = event_detail_types = None
+    if not builtins:
+        for key in DERIVED_PARAMETERS & set(stack):
+            fail("%s: %s is written from Rules and Findings; set those instead" % (stack_file, key))
+        rules_config, event_sources, event_detail_types, rule_policies = rules_parameters(stack, stack_path)
+        if rule_policies:
+            build_env["DEEPALERT_RULE_POLICY_DIR"] = rule_policies
     policies = stack.pop("ReviewerPolicies", "") if not builtins else ""
     if not isinstance(policies, str):
         fail("stack.jsonnet: ReviewerPolicies must be a string (a directory), got %r" % (policies,))
@@ -215,6 +285,8 @@ def plan(deploy_path, stack_path, template, builtins=False):
             stack[key] = ",".join(value)
         elif params[key]["type"] == "String" and not isinstance(value, str):
             fail("%s: %s must be a string, got %r" % (stack_file, key, value))
+    if rules_config is not None:
+        stack.update({"RulesConfig": rules_config, "EventSources": event_sources, "EventDetailTypes": event_detail_types})
     missing = [k for k, p in params.items() if k not in stack and p["default"] is None]
     if missing:
         fail("%s: set %s (parameters of %s without a default)" % (stack_file, ", ".join(missing), template_file))
@@ -224,7 +296,19 @@ def plan(deploy_path, stack_path, template, builtins=False):
     packaged = os.path.join(ROOT, "target", "packaged-%s.json" % stack_name)
     # `env VAR=… make …`: one argv, run as it is printed.
     build = ["env"] + [f"{k}={v}" for k, v in build_env.items()] + ["make", "-C", ROOT, "build", "LAMBDAS=" + " ".join(lambdas)]
-    return deploy, stack_name, lambdas, packaged, [
+    forwarders = []
+    if not builtins:
+        for region in deploy["Regions"]:
+            if region == deploy["Region"]:
+                continue
+            forwarders.append(
+                ["aws", "cloudformation", "deploy", "--region", region,
+                 "--template-file", os.path.join(ROOT, "forwarder.yaml"),
+                 "--stack-name", stack_name + "-forwarder",
+                 "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
+                 "--parameter-overrides", "MainRegion=" + deploy["Region"],
+                 "EventSources=" + event_sources, "EventDetailTypes=" + event_detail_types])
+    return deploy, stack_name, lambdas, packaged, forwarders, [
         build,
         ["aws", "sts", "get-caller-identity", "--region", deploy["Region"]],
         ["aws", "cloudformation", "package", "--region", deploy["Region"], "--use-json",
@@ -262,10 +346,11 @@ def main():
         verify_packaged(template, args.verify_packaged)
         print("%s: every function's code is its own zip with bootstrap" % args.verify_packaged)
         return
-    deploy, stack_name, lambdas, packaged, commands = plan(args.deploy, stack, template, args.builtins)
+    deploy, stack_name, lambdas, packaged, forwarders, commands = plan(args.deploy, stack, template, args.builtins)
     if args.dry_run:
-        for c in commands:
-            print(" ".join(c))
+        # Quoted as a shell would need them: detail-types have spaces.
+        for c in commands + forwarders:
+            print(shlex.join(c))
         return
     if not shutil.which("aws"):
         fail("the AWS CLI is missing: run `make deploy` (it installs it into .venv)")
@@ -274,7 +359,7 @@ def main():
         fail("no usable AWS credentials for %s (aws sts get-caller-identity said: %s).\n"
              "Configure them (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry."
              % (deploy["Region"], check.stderr.strip() or check.stdout.strip()))
-    print("+ " + " ".join(commands[0]), flush=True)
+    print("+ " + shlex.join(commands[0]), flush=True)
     if subprocess.run(commands[0]).returncode != 0:
         fail("make build failed")
     missing = [f for f in lambdas if not os.path.exists(os.path.join(ROOT, "target", "lambda", f, "bootstrap.zip"))]
@@ -282,13 +367,17 @@ def main():
         fail("no zip for %s after make build" % ", ".join(missing))
     function_code(template)  # every function names its own zip, before anything is uploaded
     package, deploy_cmd = commands[2], commands[3]
-    print("+ " + " ".join(package), flush=True)
+    print("+ " + shlex.join(package), flush=True)
     if subprocess.run(package).returncode != 0:
         fail("aws cloudformation package failed")
     verify_packaged(template, packaged)
-    print("+ " + " ".join(deploy_cmd), flush=True)
+    print("+ " + shlex.join(deploy_cmd), flush=True)
     if subprocess.run(deploy_cmd).returncode != 0:
         fail("aws cloudformation deploy failed")
+    for c in forwarders:
+        print("+ " + shlex.join(c), flush=True)
+        if subprocess.run(c).returncode != 0:
+            fail("deploying the forwarder in %s failed" % c[c.index("--region") + 1])
     print("deployed stack %s in %s" % (stack_name, deploy["Region"]))
 
 

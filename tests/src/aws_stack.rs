@@ -92,6 +92,18 @@ pub async fn deploy(
     parameters: &Value,
     exports: &Value,
 ) -> Result<Deployed, String> {
+    deploy_in(moto, REGION, template, name, parameters, exports).await
+}
+
+/// The same, in another region.
+pub async fn deploy_in(
+    moto: &Moto,
+    region: &str,
+    template: &Path,
+    name: &str,
+    parameters: &Value,
+    exports: &Value,
+) -> Result<Deployed, String> {
     let out = tokio::process::Command::new(venv_tool("python"))
         .arg(repo_root().join("tests/moto/deploy_template.py"))
         .arg(template)
@@ -101,7 +113,7 @@ pub async fn deploy(
         .arg(parameters.to_string())
         .arg("--exports")
         .arg(exports.to_string())
-        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_DEFAULT_REGION", region)
         .current_dir(repo_root())
         .output()
         .await

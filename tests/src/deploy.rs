@@ -52,17 +52,57 @@ pub fn deploy_dry_run(args: &[&str], deploy: &str, stack: Option<(&str, &str)>) 
     run_venv_tool("python", &argv)
 }
 
-/// What follows `--parameter-overrides` in a dry run's output, and the names it sets.
-pub fn parameter_overrides(out: &str) -> (&str, BTreeSet<String>) {
-    let overrides = out
-        .split("--parameter-overrides")
-        .nth(1)
+/// The words of a command line as `shlex.join` (the dry run) quotes them.
+pub fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    w.push(c);
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    w.push(c);
+                }
+            }
+            c if c.is_whitespace() => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// The `Name=value` words after `--parameter-overrides` in a dry run's output (the main
+/// stack's deploy line), joined by spaces, and the names they set.
+pub fn parameter_overrides(out: &str) -> (String, BTreeSet<String>) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("--parameter-overrides"))
         .expect("--parameter-overrides in the output");
-    let names = overrides
-        .split_whitespace()
+    let words = shell_words(line);
+    let at = words
+        .iter()
+        .position(|w| w == "--parameter-overrides")
+        .unwrap();
+    let kvs = &words[at + 1..];
+    let names = kvs
+        .iter()
         .map(|kv| kv.split('=').next().unwrap().to_string())
         .collect();
-    (overrides, names)
+    (kvs.join(" ") + " ", names)
 }
 
 /// `aws cloudformation package` of `template` (a path in the repository) against moto's
@@ -138,4 +178,24 @@ boto3.client("s3", endpoint_url={endpoint:?}, region_name="us-east-1",
         ],
     );
     (ok, out, json)
+}
+
+/// The parameters the dry run's main deploy line passes: name → value.
+pub fn override_values(out: &str) -> std::collections::BTreeMap<String, String> {
+    let line = out
+        .lines()
+        .find(|l| l.contains("--parameter-overrides"))
+        .expect("--parameter-overrides in the output");
+    let words = shell_words(line);
+    let at = words
+        .iter()
+        .position(|w| w == "--parameter-overrides")
+        .unwrap();
+    words[at + 1..]
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }

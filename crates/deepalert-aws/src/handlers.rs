@@ -4,8 +4,11 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use deepalert_core::ports::{Clock, Emitter, ReviewScheduler, Reviewer, Store, TaskBus, Workflow};
+use deepalert_core::rules::{RuleSet, parse_events};
 use deepalert_core::services::{self, PipelineError, PipelineSettings};
-use deepalert_core::{AlertError, InspectionReport, ReportId, ReviewResult, Severity, parse_alert};
+use deepalert_core::{
+    Alert, AlertError, InspectionReport, ReportId, ReviewResult, Severity, parse_alert,
+};
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
@@ -69,44 +72,93 @@ where
     response
 }
 
-/// Alert queue → stored alert + started execution. Only the records that failed are
-/// reported (partial batch response), so one bad alert does not retry the others; it
-/// goes to the DLQ after the queue's maxReceiveCount, with the reason in the log.
+/// Stores one alert and schedules its run; with `announce`, publishes the report as it
+/// stands (DeepAlert's lifecycle). What the receptor and the event router share.
+async fn receive_one(deps: &ReceptorDeps<'_>, alert: &Alert) -> Result<(), PipelineError> {
+    let receipt =
+        services::receive_alert(deps.store, deps.workflow, deps.clock, deps.settings, alert)
+            .await?;
+    match deps.announce {
+        Some(emitter) => services::announce_received(deps.store, emitter, &receipt).await,
+        None => Ok(()),
+    }
+}
+
+/// Logs why a record failed: retried (a store or queue hiccup) or bound for the DLQ.
+fn log_failure(id: &str, what: &str, e: &PipelineError) {
+    if e.is_retryable() {
+        warn!(message_id = %id, error = %e, "{what} not stored; will be retried");
+    } else {
+        error!(message_id = %id, error = %e, "{what} refused; it will go to the DLQ");
+    }
+}
+
+/// Alert queue → stored alert + its run on the dispatch queue. Only the records that
+/// failed are reported (partial batch response), so one bad alert does not retry the
+/// others; it goes to the DLQ after the queue's maxReceiveCount, with the reason in the log.
 pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchResponse {
     each_record(&event, |id, body| async move {
-        let outcome = match parse_alert(body.as_bytes()) {
-            Ok(alert) => {
-                match services::receive_alert(
-                    deps.store,
-                    deps.workflow,
-                    deps.clock,
-                    deps.settings,
-                    &alert,
-                )
-                .await
-                {
-                    Ok(receipt) => match deps.announce {
-                        Some(emitter) => {
-                            services::announce_received(deps.store, emitter, &receipt).await
-                        }
-                        None => Ok(()),
-                    },
-                    Err(e) => Err(e),
-                }
+        let alert = match parse_alert(body.as_bytes()) {
+            Ok(alert) => alert,
+            Err(AlertError::Invalid(v)) => {
+                log_failure(&id, "alert", &PipelineError::Invalid(v));
+                return Err(());
             }
-            Err(AlertError::Invalid(v)) => Err(PipelineError::Invalid(v)),
             Err(e @ AlertError::Parse(_)) => {
                 error!(message_id = %id, error = %e, "alert refused; it will go to the DLQ");
                 return Err(());
             }
         };
-        outcome.map_err(|e| {
-            if e.is_retryable() {
-                warn!(message_id = %id, error = %e, "alert not stored; will be retried");
-            } else {
-                error!(message_id = %id, error = %e, "alert refused; it will go to the DLQ");
+        receive_one(deps, &alert)
+            .await
+            .map_err(|e| log_failure(&id, "alert", &e))
+    })
+    .await
+}
+
+/// Event queue (EventBridge's rule → SQS) → the rules → each alert stored as the
+/// receptor stores it. An event that is not one, or on which a rule fails, is reported
+/// failed after the others' alerts are stored (they are stored once however often it is
+/// retried) and reaches the DLQ, with a log line naming the event or rule and why.
+pub async fn event_router(
+    deps: &ReceptorDeps<'_>,
+    rules: &RuleSet,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    each_record(&event, |id, body| async move {
+        let events = parse_events(body.as_bytes()).map_err(|e| {
+            error!(message_id = %id, error = %e, "event refused; it will go to the DLQ");
+        })?;
+        let mut refused = false;
+        for (i, event) in events.iter().enumerate() {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    error!(message_id = %id, event = i, error = %e, "event refused; it will go to the DLQ");
+                    refused = true;
+                    continue;
+                }
+            };
+            let evaluation = rules.evaluate(event);
+            for e in &evaluation.errors {
+                error!(message_id = %id, event = i, rule = %e.rule, error = %e.message, "rule failed on an event; it will go to the DLQ");
+                refused = true;
             }
-        })
+            for alert in &evaluation.alerts {
+                match receive_one(deps, alert).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_retryable() => {
+                        log_failure(&id, "event's alert", &e);
+                        return Err(());
+                    }
+                    Err(e) => {
+                        log_failure(&id, "event's alert", &e);
+                        refused = true;
+                    }
+                }
+            }
+        }
+        if refused { Err(()) } else { Ok(()) }
     })
     .await
 }

@@ -46,6 +46,7 @@ fn function_environments_are_exactly_what_the_code_reads() {
         [
             "dispatcher",
             "emitter-publisher",
+            "event-router",
             "inspector-gateway",
             "receptor",
             "review-invoker"
@@ -437,8 +438,8 @@ async fn operator_parameters_deploy_what_they_say() {
     );
     assert_eq!(
         got["log_retention"].as_object().unwrap().len(),
-        6,
-        "5 functions and the state machine: {got}"
+        7,
+        "6 functions and the state machine: {got}"
     );
     // EventBridge rules of the account may publish alerts.
     let statements = got["topic_policy"]["Statement"].as_array().unwrap();
@@ -479,6 +480,8 @@ async fn operator_parameters_deploy_what_they_say() {
             "DispatchDeadLetterAlarm",
             "DispatcherErrorsAlarm",
             "EmitterPublisherErrorsAlarm",
+            "EventDeadLetterAlarm",
+            "EventRouterErrorsAlarm",
             "InspectionDeadLetterAlarm",
             "InspectorGatewayErrorsAlarm",
             "ReceptorErrorsAlarm",
@@ -490,7 +493,7 @@ async fn operator_parameters_deploy_what_they_say() {
     let key = ops.attribute("Key", "Arn");
     assert_eq!(got["topic_key"], key.as_str());
     assert_eq!(got["queue_key"], key.as_str());
-    assert_eq!(got["table_sse"]["SSEType"], "KMS", "{got}");
+    assert_eq!(got["table_sse"]["KMSMasterKeyArn"], key.as_str(), "{got}");
     let key_policy = ops.properties("Key")["KeyPolicy"].to_string();
     assert!(
         key_policy.contains("sns.amazonaws.com") && key_policy.contains("events.amazonaws.com"),

@@ -433,12 +433,14 @@ impl Config {
     /// The rules, loaded and checked: a bad preset or option, or a Rego rule with a syntax
     /// error, stops start-up naming it (and the file and line).
     pub fn rule_set(&self) -> Result<RuleSet, ConfigError> {
-        deepalert_plugins::rules::rule_set(&self.rules, &self.findings, &self.base_dir, &[])
-            .map_err(|message| ConfigError::Invalid {
+        use deepalert_plugins::rules::{Policies, rule_set};
+        rule_set(&self.rules, &self.findings, Policies::Files(&self.base_dir)).map_err(|message| {
+            ConfigError::Invalid {
                 path: self.base_dir.clone(),
                 field: "rule".into(),
                 message,
-            })
+            }
+        })
     }
 
     /// Whether a built-in needs the AWS SDK configuration (the binary loads it once).

@@ -79,15 +79,23 @@ impl Default for FindingsConfig {
     }
 }
 
-/// The rules to run: the enabled `[[rule]]`s and the findings mappings. `base_dir`
-/// resolves relative policy directories; `built_in` are Rego rules built into a binary
-/// (the event router's `RulePolicies`). A bad preset, bad options or a policy with a
-/// syntax error is an error naming the rule (and file and line).
+/// Where a Rego rule's policies come from.
+#[derive(Clone, Copy)]
+pub enum Policies<'a> {
+    /// Files: `policies` is a directory, relative to this one (the configuration's).
+    Files(&'a Path),
+    /// Built into the binary at build time (the event router's, from stack.jsonnet):
+    /// `policies` only says that a Rego rule is wanted.
+    BuiltIn(&'a [(&'a str, &'a str)]),
+}
+
+/// The rules to run: the enabled `[[rule]]`s and the findings mappings. A bad preset, bad
+/// options or a policy with a syntax error is an error naming the rule (and the file and
+/// line).
 pub fn rule_set(
     rules: &[RuleConfig],
     findings: &FindingsConfig,
-    base_dir: &Path,
-    built_in: &[(&str, &str)],
+    policies: Policies<'_>,
 ) -> Result<RuleSet, String> {
     let mut out: Vec<Arc<dyn Rule>> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
@@ -116,17 +124,25 @@ pub fn rule_set(
                 if !r.enabled {
                     continue;
                 }
-                let dir = base_dir.join(dir);
-                let rule = RegoRule::load(&dir, options, r.sources.clone())
-                    .map_err(|e| format!("{field} ({}): {e}", dir.display()))?;
+                let rule = match policies {
+                    Policies::Files(base) => {
+                        let dir = base.join(dir);
+                        RegoRule::load(&dir, options, r.sources.clone())
+                            .map_err(|e| format!("{field} ({}): {e}", dir.display()))?
+                    }
+                    Policies::BuiltIn([]) => {
+                        return Err(format!(
+                            "{field}: no Rego rule policies are built in (set RulePolicies in stack.jsonnet)"
+                        ));
+                    }
+                    Policies::BuiltIn(sources) => {
+                        RegoRule::from_sources(sources, options, r.sources.clone())
+                            .map_err(|e| format!("{field} (built-in policies): {e}"))?
+                    }
+                };
                 out.push(Arc::new(rule));
             }
         }
-    }
-    if !built_in.is_empty() {
-        let rule = RegoRule::from_sources(built_in, Value::Null, vec![])
-            .map_err(|e| format!("built-in rule policies: {e}"))?;
-        out.push(Arc::new(rule));
     }
     if findings.guardduty {
         out.push(Arc::new(GuardDuty));

@@ -379,7 +379,12 @@ impl Stack {
         let queue = |logical: &str| deployed.physical(logical);
         // The template's 180 s visibility would make a retried message wait minutes; the
         // tests lower it (only it) so retries and the DLQ happen within a test.
-        for logical in ["AlertQueue", "DispatchQueue", "InspectionQueue"] {
+        for logical in [
+            "AlertQueue",
+            "DispatchQueue",
+            "InspectionQueue",
+            "EventQueue",
+        ] {
             aws.sqs
                 .set_queue_attributes()
                 .queue_url(queue(logical))

@@ -124,8 +124,23 @@ impl Event {
         self.time
     }
 
+    /// The account, from the envelope or, where it lacks one, from the event itself
+    /// (CloudTrail's `recipientAccountId`, a finding's `accountId`).
     pub fn account(&self) -> &str {
-        self.value["account"].as_str().unwrap_or("")
+        [
+            "/account",
+            "/detail/recipientAccountId",
+            "/detail/accountId",
+            "/detail/userIdentity/accountId",
+        ]
+        .iter()
+        .find_map(|p| {
+            self.value
+                .pointer(p)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or("")
     }
 
     pub fn region(&self) -> &str {

@@ -1,0 +1,285 @@
+//! Cloud events on AWS: `PutEvents` → the stack's EventBridge rule → the event queue → the
+//! real `event-router` binary → a report on the report topic; a malformed event reaches
+//! the DLQ. Also how stack.jsonnet's Rules become the rule's pattern and the router's
+//! configuration, and the forwarding stack of another region.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Stack, StackOptions};
+use deepalert_testkit::aws_stack::deploy_in;
+use deepalert_testkit::deploy::{deploy_dry_run, override_values};
+use deepalert_testkit::moto::run_venv_tool;
+use deepalert_testkit::repo_root;
+use serde_json::{Value, json};
+
+fn event(name: &str) -> Value {
+    deepalert_testkit::read_json(&repo_root().join("tests/fixtures/events").join(name))
+}
+
+/// `events.put_events` with boto3 (the Rust SDK's EventBridge client is not a dependency).
+fn put_events(endpoint: &str, events: &[Value]) {
+    let entries: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "Source": e["source"], "DetailType": e["detail-type"],
+                "Detail": e["detail"].to_string(), "Resources": e["resources"],
+            })
+        })
+        .collect();
+    let script = format!(
+        "import boto3, json\nc = boto3.client('events', endpoint_url={endpoint:?}, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\nr = c.put_events(Entries=json.loads({entries:?}))\nassert r['FailedEntryCount'] == 0, r\n",
+        entries = serde_json::to_string(&entries).unwrap()
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "put_events: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn put_events_through_the_stacks_rule_to_a_report() {
+    let rules = json!({
+        "rules": [
+            {"preset": "root-login"},
+            {"preset": "non-compliant-user-created", "options": {"user_name_pattern": "[a-z]+\\.[a-z]+"}}
+        ],
+        "findings": {"guardduty": true, "securityhub": false}
+    });
+    let stack = Stack::start(StackOptions {
+        inspectors: vec![common::example_inspector()],
+        parameters: json!({
+            "RulesConfig": rules.to_string(),
+            "EventSources": "aws.signin,aws.iam,aws.guardduty",
+            "EventDetailTypes": "AWS Console Sign In via CloudTrail,AWS API Call via CloudTrail,GuardDuty Finding",
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+
+    put_events(&stack.aws.moto.endpoint, &[event("signin-root.json")]);
+    let published = stack.wait_published(60).await;
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
+    let (report, attributes) = &published[0];
+    assert_eq!(attributes["detector"]["Value"], "aws-cloudtrail");
+    assert_eq!(attributes["rule_id"]["Value"], "root-login");
+    let alert = &report.alerts[0];
+    assert_eq!(alert.alert_key, "123456789012", "{alert:?}");
+    assert!(
+        alert
+            .description
+            .contains("signed in to the console from 203.0.113.50")
+    );
+    assert!(
+        report.attributes.iter().any(|a| a.value == "203.0.113.50"),
+        "{report:?}"
+    );
+
+    // A GuardDuty finding through the same rule; an event no rule reads is not delivered.
+    put_events(
+        &stack.aws.moto.endpoint,
+        &[
+            event("guardduty-ssh-bruteforce.json"),
+            event("securityhub-network.json"),
+        ],
+    );
+    let published = stack.wait_published(60).await;
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
+    assert_eq!(published[0].1["detector"]["Value"], "aws-guardduty");
+    assert_eq!(
+        published[0].0.alerts[0].rule_id,
+        "UnauthorizedAccess:EC2/SSHBruteForce"
+    );
+
+    // A malformed event (a CreateUser without its parameters): retried, then in the DLQ,
+    // with a log line naming the rule; the good event of the same batch is stored.
+    let mut broken = event("iam-createuser.json");
+    broken["detail"]["requestParameters"] = Value::Null;
+    let mut fine = event("iam-createuser.json");
+    fine["detail"]["requestParameters"]["userName"] = json!("BadName2");
+    put_events(&stack.aws.moto.endpoint, &[broken, fine]);
+    let dlq = stack.deployed.physical("EventDeadLetterQueue");
+    let dead = stack.aws.drain(&dlq, Duration::from_secs(40)).await;
+    assert_eq!(dead.len(), 1, "{}", stack.lambda.logs());
+    let body: Value = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    assert_eq!(body["detail"]["requestParameters"], Value::Null);
+    let logs = stack.lambda.logs();
+    assert!(
+        logs.contains("rule failed on an event") && logs.contains("non-compliant-user-created"),
+        "{logs}"
+    );
+    let published = stack.wait_published(60).await;
+    assert!(
+        published
+            .iter()
+            .any(|(r, _)| r.alerts[0].alert_key == "BadName2"),
+        "the good event's alert: {published:?}"
+    );
+}
+
+/// What tools/deploy.py makes of stack.jsonnet's Rules and Findings: the event rule's
+/// sources and detail-types, the router's RULES_CONFIG, the Rego rules built in, and a
+/// forwarding stack per other region.
+#[test]
+fn rules_in_stack_jsonnet_become_the_event_rule_and_the_router_config() {
+    let deploy = "{ StackName: 'sec', Region: 'eu-west-1', CodeS3Bucket: 'b', CodeS3Prefix: 'p', Regions: ['eu-west-1', 'us-east-1', 'ap-northeast-1'] }";
+    let rules_dir = repo_root().join("examples/rules");
+    let stack = format!(
+        "{{ Rules: [ {{ preset: 'root-login' }}, {{ preset: 'unauthorized-instance-created', options: {{ regions: ['eu-west-1'] }} }},
+                     {{ policies: '{}', sources: ['aws.signin'] }}, {{ preset: 'suspicious-login-ip', enabled: false }} ],
+           Findings: {{ securityhub: false }} }}",
+        rules_dir.display()
+    );
+    let (ok, out) = deploy_dry_run(&[], deploy, Some(("stack.jsonnet", &stack)));
+    assert!(ok, "{out}");
+    let values = override_values(&out);
+    let get = |k: &str| {
+        values
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} in {values:?}"))
+            .clone()
+    };
+    assert_eq!(get("EventSources"), "aws.ec2,aws.guardduty,aws.signin");
+    assert_eq!(
+        get("EventDetailTypes"),
+        "",
+        "a Rego rule reads every detail-type"
+    );
+    let config: Value = serde_json::from_str(&get("RulesConfig")).unwrap();
+    assert_eq!(
+        config["findings"],
+        json!({"guardduty": true, "securityhub": false})
+    );
+    assert_eq!(config["rules"].as_array().unwrap().len(), 4);
+    assert!(
+        out.contains(&format!(
+            "DEEPALERT_RULE_POLICY_DIR={}",
+            rules_dir.display()
+        )),
+        "{out}"
+    );
+    // Forwarders in the other regions, to eu-west-1.
+    let forwarders: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("forwarder.yaml"))
+        .collect();
+    assert_eq!(forwarders.len(), 2, "{out}");
+    assert!(
+        forwarders[0].contains("--region us-east-1")
+            && forwarders[1].contains("--region ap-northeast-1")
+    );
+    assert!(forwarders.iter().all(|f| f.contains("MainRegion=eu-west-1") && f.contains("--stack-name sec-forwarder")));
+
+    // Presets only: detail-types are known.
+    let (ok, out) = deploy_dry_run(
+        &[],
+        deploy,
+        Some(("stack.jsonnet", "{ Rules: [{ preset: 'root-login' }] }")),
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        override_values(&out)["EventDetailTypes"],
+        "AWS Console Sign In via CloudTrail,GuardDuty Finding,Security Hub Findings - Imported"
+    );
+    // Mistakes, named.
+    for (stack, expected) in [
+        (
+            "{ Rules: [{ preset: 'root-logins' }] }",
+            "no preset 'root-logins'",
+        ),
+        (
+            &format!("{{ Rules: [{{ policies: '{}' }}] }}", rules_dir.display()),
+            "a Rego rule needs sources",
+        ),
+        (
+            "{ Rules: [{ policies: '/nonexistent', sources: ['aws.s3'] }] }",
+            "is not a directory of .rego files",
+        ),
+        (
+            "{ Findings: { inspector: true } }",
+            "Findings is {guardduty",
+        ),
+        (
+            "{ RulesConfig: '{}' }",
+            "RulesConfig is written from Rules and Findings",
+        ),
+    ] {
+        let (ok, out) = deploy_dry_run(&[], deploy, Some(("stack.jsonnet", stack)));
+        assert!(!ok && out.contains(expected), "{stack}: {out}");
+    }
+}
+
+/// tools/deploy.py knows where each preset's events come from; the presets say it too.
+#[test]
+fn deploy_py_knows_the_presets_sources() {
+    use deepalert_core::rules::presets;
+    let (ok, out) = run_venv_tool(
+        "python",
+        &[
+            "-c",
+            "import sys, json; sys.path.insert(0, 'tools'); import deploy; print(json.dumps(deploy.PRESET_SOURCES))",
+        ],
+    );
+    assert!(ok, "{out}");
+    let table: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(table.as_object().unwrap().len(), presets::PRESETS.len());
+    let options = |name: &str| match name {
+        "suspicious-login-ip" => json!({"trusted_cidrs": ["10.0.0.0/8"]}),
+        "non-compliant-user-created" => json!({"user_name_pattern": "x"}),
+        _ => Value::Null,
+    };
+    for name in presets::PRESETS {
+        let rule = presets::build(name, options(name)).unwrap();
+        let ours: Vec<Value> = rule
+            .sources()
+            .iter()
+            .map(|s| json!([s.source, s.detail_type]))
+            .collect();
+        assert_eq!(table[name], json!(ours), "{name}");
+    }
+}
+
+/// The forwarding stack of another region: a rule on the same pattern whose target is the
+/// main region's default bus, with a role that may put events there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarder_sends_another_regions_events_to_the_main_bus() {
+    let (ok, output) = run_venv_tool("cfn-lint", &["forwarder.yaml"]);
+    assert!(ok, "cfn-lint forwarder.yaml:\n{output}");
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let fwd = deploy_in(
+        &moto,
+        "ap-northeast-1",
+        &repo_root().join("forwarder.yaml"),
+        "sec-forwarder",
+        &json!({"MainRegion": "eu-west-1", "EventSources": "aws.signin,aws.guardduty", "EventDetailTypes": "AWS Console Sign In via CloudTrail,GuardDuty Finding"}),
+        &json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        "import boto3, json\nc = boto3.client('events', endpoint_url={endpoint:?}, region_name='ap-northeast-1', aws_access_key_id='testing', aws_secret_access_key='testing')\nname = {rule:?}\nprint(json.dumps({{'pattern': json.loads(c.describe_rule(Name=name)['EventPattern']), 'targets': c.list_targets_by_rule(Rule=name)['Targets']}}))\n",
+        endpoint = moto.endpoint,
+        rule = fwd.physical("ForwardRule"),
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "{out}");
+    let got: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        got["pattern"]["source"],
+        json!(["aws.signin", "aws.guardduty"])
+    );
+    assert_eq!(
+        got["targets"][0]["Arn"],
+        "arn:aws:events:eu-west-1:123456789012:event-bus/default"
+    );
+    assert_eq!(
+        got["targets"][0]["RoleArn"],
+        fwd.attribute("ForwardRole", "Arn").as_str()
+    );
+    let policy = fwd.properties("ForwardRole")["Policies"][0]["PolicyDocument"].to_string();
+    assert!(
+        policy.contains("events:PutEvents")
+            && policy.contains("arn:aws:events:eu-west-1:123456789012:event-bus/default"),
+        "{policy}"
+    );
+}
