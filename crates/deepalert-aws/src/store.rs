@@ -9,6 +9,8 @@
 //! | finding | `report#<id>` | `finding#<hash>` | gateway (idempotent by content) |
 //! | note | `report#<id>` | `note#<hash>` | any step |
 //! | publication | `report#<id>` | `pub#<publication id>` | publisher (conditional, with the head) |
+//! | timeline entry | `report#<id>` | `timeline#<ms>#<hash>` | flow runner |
+//! | flow run | `report#<id>` | `flow#<flow>#<publication>` | flow runner |
 //!
 //! A report compiles from one (paginated) Query on its `pk`.
 
@@ -22,13 +24,14 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
+use deepalert_core::flows::{FlowRun, FlowRunKey};
 use deepalert_core::ports::{
     AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PortError, PortResult, ReportHead, Store,
     StoredAlert,
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
-    ReviewResult, SectionsBuilder, sha256_hex,
+    ReviewResult, SectionsBuilder, TimelineEntry, sha256_hex,
 };
 use serde::Serialize;
 
@@ -260,6 +263,50 @@ impl DynamoStore {
                 None => return Err(aws_err(what, e)),
             }
         }
+    }
+
+    /// BatchWriteItem, 25 at a time, retrying what it hands back under throttling.
+    async fn batch_put(&self, what: &str, items: Vec<Item>) -> PortResult<()> {
+        let mut requests: Vec<WriteRequest> = items
+            .into_iter()
+            .map(|item| {
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .expect("item set"),
+                    )
+                    .build()
+            })
+            .collect();
+        let mut attempts = 0;
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| aws_err(what, e))?;
+            let mut unprocessed = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if !unprocessed.is_empty() {
+                attempts += 1;
+                if attempts > 5 {
+                    return Err(PortError::new(format!(
+                        "dynamodb: {what}: still throttled after 5 retries"
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempts)).await;
+            }
+            unprocessed.extend(rest);
+            requests = unprocessed;
+        }
+        Ok(())
     }
 
     fn alert_item(
@@ -523,11 +570,11 @@ impl Store for DynamoStore {
 
     async fn put_findings(&self, findings: &[Finding]) -> PortResult<()> {
         let now = Utc::now();
-        let mut requests: Vec<WriteRequest> = findings
+        let items: Vec<Item> = findings
             .iter()
             .map(|f| {
                 let (kind, content) = f.content.to_parts();
-                let item: Item = HashMap::from([
+                HashMap::from([
                     ("pk".into(), s(report_pk(f.report_id))),
                     ("sk".into(), s(format!("finding#{}", f.identity()))),
                     ("attr_hash".into(), s(f.attribute.identity().0)),
@@ -537,44 +584,63 @@ impl Store for DynamoStore {
                     ("content".into(), s(content)),
                     ("created_at".into(), n(now.timestamp_millis())),
                     ("expires_at".into(), self.expires_at(now)),
-                ]);
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .expect("item set"),
-                    )
-                    .build()
+                ])
             })
             .collect();
-        // BatchWriteItem takes 25 at a time and may hand some back under throttling.
-        let mut attempts = 0;
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(25));
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| aws_err("store findings", e))?;
-            let mut unprocessed = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
-            if !unprocessed.is_empty() {
-                attempts += 1;
-                if attempts > 5 {
-                    return Err(PortError::new(
-                        "dynamodb: store findings: still throttled after 5 retries",
-                    ));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempts)).await;
-            }
-            unprocessed.extend(rest);
-            requests = unprocessed;
-        }
+        self.batch_put("store findings", items).await
+    }
+
+    async fn append_timeline(
+        &self,
+        report_id: ReportId,
+        entries: &[TimelineEntry],
+    ) -> PortResult<()> {
+        let items: Vec<Item> = entries
+            .iter()
+            .map(|e| {
+                let body = serde_json::to_string(e).expect("entries serialize");
+                // Sorted by time; the body's hash keeps entries of the same millisecond apart.
+                let sk = format!(
+                    "timeline#{:015}#{}",
+                    e.at.timestamp_millis().max(0),
+                    &sha256_hex(body.as_bytes())[..16]
+                );
+                HashMap::from([
+                    ("pk".into(), s(report_pk(report_id))),
+                    ("sk".into(), s(sk)),
+                    ("body".into(), s(body)),
+                    ("expires_at".into(), self.expires_at(e.at)),
+                ])
+            })
+            .collect();
+        self.batch_put("append to timeline", items).await
+    }
+
+    async fn get_flow_run(&self, key: &FlowRunKey) -> PortResult<Option<FlowRun>> {
+        self.get(
+            &report_pk(key.report_id),
+            &format!("flow#{}#{}", key.flow, key.publication),
+        )
+        .await?
+        .map(|item| parse_json(&item, "body", "flow run"))
+        .transpose()
+    }
+
+    async fn put_flow_run(&self, run: &FlowRun) -> PortResult<()> {
+        let now = Utc::now();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(report_pk(run.key.report_id)))
+            .item(
+                "sk",
+                s(format!("flow#{}#{}", run.key.flow, run.key.publication)),
+            )
+            .item("body", json(run))
+            .item("expires_at", self.expires_at(now))
+            .send()
+            .await
+            .map_err(|e| aws_err("store flow run", e))?;
         Ok(())
     }
 
@@ -718,6 +784,7 @@ fn assemble(report_id: ReportId, items: Vec<Item>) -> PortResult<Option<Report>>
     let mut attrs: Vec<(i64, String, Attribute)> = vec![];
     let mut findings: Vec<(i64, String, Item)> = vec![];
     let mut notes: Vec<(i64, String, Note)> = vec![];
+    let mut timeline: Vec<(String, TimelineEntry)> = vec![];
     for item in items {
         let sk = get_s(&item, "sk").unwrap_or("").to_string();
         if sk == "meta" {
@@ -734,6 +801,8 @@ fn assemble(report_id: ReportId, items: Vec<Item>) -> PortResult<Option<Report>>
             ));
         } else if sk.starts_with("finding#") {
             findings.push((get_n(&item, "created_at").unwrap_or(0), sk, item));
+        } else if sk.starts_with("timeline#") {
+            timeline.push((sk, parse_json(&item, "body", "timeline entry")?));
         } else if sk.starts_with("note#") {
             let at = get_n(&item, "created_at").unwrap_or(0);
             notes.push((at, sk, parse_json(&item, "body", "note")?));
@@ -746,6 +815,7 @@ fn assemble(report_id: ReportId, items: Vec<Item>) -> PortResult<Option<Report>>
     attrs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     findings.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     notes.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    timeline.sort_by(|a, b| a.0.cmp(&b.0));
 
     let attributes: Vec<Attribute> = attrs.into_iter().map(|a| a.2).collect();
     let mut sections = SectionsBuilder::new(&attributes);
@@ -774,5 +844,6 @@ fn assemble(report_id: ReportId, items: Vec<Item>) -> PortResult<Option<Report>>
         created_at: from_ms(get_n(&meta, "created_at").unwrap_or(0)),
         published_at: get_n(&meta, "published_at").map(from_ms),
         publications: get_n(&meta, "publications").unwrap_or(0) as u32,
+        timeline: timeline.into_iter().map(|t| t.1).collect(),
     }))
 }

@@ -3,6 +3,7 @@
 //! I/O here: adapters live in other crates.
 
 pub mod domain;
+pub mod flows;
 pub mod ports;
 pub mod rules;
 pub mod services;

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Alert, AlertId, AttrHash, Attribute, Finding, InspectorOutput, Note, Report, ReportId,
-    ReportStatus, ReviewResult, Task,
+    ReportStatus, ReviewResult, Task, TimelineEntry,
 };
+use crate::flows::{FlowRun, FlowRunKey};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -174,6 +175,25 @@ pub trait Store: Send + Sync {
         publication_id: &str,
         now: DateTime<Utc>,
     ) -> PortResult<Report>;
+
+    /// Appends to the report's timeline (storing the same entry twice may keep both).
+    async fn append_timeline(
+        &self,
+        report_id: ReportId,
+        entries: &[TimelineEntry],
+    ) -> PortResult<()>;
+
+    async fn get_flow_run(&self, key: &FlowRunKey) -> PortResult<Option<FlowRun>>;
+
+    /// Stores a flow run's state (the whole run, replacing what was there).
+    async fn put_flow_run(&self, run: &FlowRun) -> PortResult<()>;
+}
+
+/// Starts flow runs: a durable job locally, a Step Functions execution on AWS. Starting a
+/// run that was started before is not an error and starts nothing.
+#[async_trait]
+pub trait FlowStarter: Send + Sync {
+    async fn start_flow(&self, key: &FlowRunKey) -> PortResult<()>;
 }
 
 /// Carries tasks to inspectors (SNS task topic on AWS; a durable local queue).

@@ -67,6 +67,7 @@ fn report(severity: Severity) -> Report {
         created_at: chrono::Utc::now(),
         published_at: Some(chrono::Utc::now()),
         publications: 1,
+        timeline: vec![],
     }
 }
 

@@ -49,6 +49,7 @@ pub fn report() -> Report {
         created_at: chrono::Utc::now(),
         published_at: None,
         publications: 0,
+        timeline: vec![],
     }
 }
 

@@ -10,7 +10,7 @@ pub use alert::{Alert, AlertId, AttrContext, AttrHash, AttrType, Attribute};
 pub use finding::{Finding, FindingContent};
 pub use report::{
     Authored, Note, Report, ReportId, ReportStatus, ReviewResult, Section, SectionFormat,
-    SectionsBuilder, Severity, parse_verdict, verdict_from_value,
+    SectionsBuilder, Severity, TimelineEntry, parse_verdict, verdict_from_value,
 };
 pub use task::{InspectionMessageError, InspectionReport, InspectorOutput, Task};
 pub use validate::{AlertError, ValidationError, Violation, parse_alert, validate_alert};

@@ -285,6 +285,21 @@ pub struct Report {
     /// How many times this report has been published (a late alert publishes it again).
     #[serde(default)]
     pub publications: u32,
+    /// What happened to the report, oldest first: response flows' steps, and (locally) the
+    /// pipeline's own steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One thing that happened to a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    /// What kind of thing: `alert`, `inspection`, `review`, `publication`, `emit`, `flow`.
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
 }
 
 impl Report {

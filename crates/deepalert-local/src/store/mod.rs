@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deepalert_core::flows::{FlowRun, FlowRunKey};
 use deepalert_core::ports::{
     AlertReceipt, AttributeClaim, ClaimOutcome, NewAlert, PluginState, PortError, PortResult,
     ReportHead, Store, StoredAlert,
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
-    ReviewResult, SectionsBuilder, sha256_hex,
+    ReviewResult, SectionsBuilder, TimelineEntry, sha256_hex,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -355,6 +356,52 @@ impl PluginState for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn append_timeline(
+        &self,
+        report_id: ReportId,
+        entries: &[TimelineEntry],
+    ) -> PortResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rid = report_id.to_string();
+        let rows: Vec<(i64, String)> = entries.iter().map(|e| (ms(e.at), to_json(e))).collect();
+        self.write("append to timeline", move |c| {
+            let mut stmt =
+                c.prepare_cached("INSERT INTO timeline (report_id, at, body) VALUES (?1, ?2, ?3)")?;
+            for (at, body) in &rows {
+                stmt.execute(params![rid, at, body])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_flow_run(&self, key: &FlowRunKey) -> PortResult<Option<FlowRun>> {
+        let name = key.name();
+        self.read("load flow run", move |c| {
+            c.query_row("SELECT body FROM flow_runs WHERE name = ?1", [name], |r| {
+                json_col(0, &r.get::<_, String>(0)?)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_flow_run(&self, run: &FlowRun) -> PortResult<()> {
+        let (name, rid, body) = (run.key.name(), run.key.report_id.to_string(), to_json(run));
+        let now = ms(Utc::now());
+        self.write("store flow run", move |c| {
+            c.execute(
+                "INSERT INTO flow_runs (name, report_id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                params![name, rid, body, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
     async fn put_alert(&self, req: NewAlert<'_>) -> PortResult<AlertReceipt> {
         let alert_id = req.alert_id.to_string();
         let alert_ref = req.alert_ref.to_string();
@@ -663,6 +710,14 @@ impl Store for SqliteStore {
     }
 }
 
+fn timeline(c: &Connection, rid: &str) -> rusqlite::Result<Vec<TimelineEntry>> {
+    c.prepare_cached("SELECT body FROM timeline WHERE report_id = ?1 ORDER BY seq")?
+        .query_map([rid], |r| {
+            json_col::<TimelineEntry>(0, &r.get::<_, String>(0)?)
+        })?
+        .collect()
+}
+
 fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Report>> {
     let rid = report_id.to_string();
     let head = c
@@ -733,5 +788,6 @@ fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Repor
         created_at,
         published_at,
         publications,
+        timeline: timeline(c, &rid)?,
     }))
 }

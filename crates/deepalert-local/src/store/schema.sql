@@ -94,3 +94,20 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, due_at);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- What happened to each report, append-only: response flows' steps and the pipeline's.
+CREATE TABLE IF NOT EXISTS timeline (
+    seq       INTEGER PRIMARY KEY,
+    report_id TEXT NOT NULL,
+    at        INTEGER NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timeline_by_report ON timeline (report_id, seq);
+
+-- Response flow runs: each step's state, so a step runs at most once across restarts.
+CREATE TABLE IF NOT EXISTS flow_runs (
+    name       TEXT PRIMARY KEY,
+    report_id  TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
