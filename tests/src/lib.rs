@@ -15,6 +15,7 @@ pub mod faults;
 pub mod http;
 pub mod lambda_runtime;
 pub mod moto;
+pub mod smtp;
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {

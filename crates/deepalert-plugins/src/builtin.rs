@@ -7,7 +7,7 @@ use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState};
 use serde::de::DeserializeOwned;
 
 use crate::BuiltinError;
-use crate::emitters::{self, OnChange};
+use crate::emitters::{self, AsEmitter, Notifier, OnChange};
 use crate::inspectors::reputation::{ApiKey, CommonOptions};
 use crate::inspectors::{abuseipdb, aws_context, inventory, threat_list, virustotal};
 use crate::secrets::SecretSource;
@@ -22,7 +22,26 @@ pub const INSPECTORS: &[&str] = &[
 
 /// Built-ins that call AWS: the caller loads the SDK configuration for them.
 pub const NEEDS_AWS: &[&str] = &["aws-context"];
-pub const EMITTERS: &[&str] = &["slack", "pagerduty", "github", "webhook", "jsonl"];
+pub const EMITTERS: &[&str] = &[
+    "slack",
+    "discord",
+    "google-chat",
+    "email",
+    "pagerduty",
+    "github",
+    "webhook",
+    "jsonl",
+];
+
+/// Built-ins a flow's `notify` step can send through with a message (`[[notifier]]`).
+pub const NOTIFIERS: &[&str] = &[
+    "slack",
+    "discord",
+    "google-chat",
+    "email",
+    "webhook",
+    "jsonl",
+];
 
 pub struct Context<'a> {
     /// Relative paths in options are resolved here (the configuration file's directory).
@@ -85,6 +104,91 @@ pub async fn inspector(
     })
 }
 
+fn check_template(template: &Option<String>) -> Result<(), BuiltinError> {
+    match template {
+        Some(t) => crate::templates::check(t).map_err(BuiltinError::new),
+        None => Ok(()),
+    }
+}
+
+/// A notifier (it sends every time it is asked, with a message): for flows' `notify`
+/// steps, and, wrapped, as the emitters of the same kinds.
+pub async fn notifier(
+    kind: &str,
+    value: serde_json::Value,
+    ctx: &Context<'_>,
+) -> Result<Arc<dyn Notifier>, BuiltinError> {
+    Ok(match kind {
+        "slack" => {
+            let o: emitters::slack::Options = options(kind, value)?;
+            check_template(&o.template)?;
+            Arc::new(
+                emitters::slack::Slack::new(
+                    ctx.secret.secret(&o.webhook_url_env).await?,
+                    o.link_base,
+                )
+                .with_template(o.template),
+            )
+        }
+        "discord" => {
+            let o: emitters::discord::Options = options(kind, value)?;
+            check_template(&o.template)?;
+            let url = ctx.secret.secret(&o.webhook_url_env).await?;
+            Arc::new(emitters::discord::Discord::new(url, o))
+        }
+        "google-chat" => {
+            let o: emitters::google_chat::Options = options(kind, value)?;
+            check_template(&o.template)?;
+            let url = ctx.secret.secret(&o.webhook_url_env).await?;
+            Arc::new(emitters::google_chat::GoogleChat::new(url, o))
+        }
+        "email" => {
+            let o: emitters::email::Options = options(kind, value)?;
+            check_template(&o.template)?;
+            let credentials = match (&o.username_env, &o.password_env) {
+                (Some(u), Some(p)) => {
+                    Some((ctx.secret.secret(u).await?, ctx.secret.secret(p).await?))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(BuiltinError::new(
+                        "options of email: username_env and password_env go together",
+                    ));
+                }
+            };
+            let sns = o
+                .sns_topic_arn
+                .as_ref()
+                .and(ctx.aws)
+                .map(aws_sdk_sns::Client::new);
+            Arc::new(
+                emitters::email::Email::new(o, credentials, sns)
+                    .map_err(|e| BuiltinError::new(format!("options of email: {e}")))?,
+            )
+        }
+        "webhook" => {
+            let o: emitters::webhook::Options = options(kind, value)?;
+            Arc::new(emitters::webhook::Webhook::new(
+                o.url.clone(),
+                ctx.secret.secret(&o.secret_env).await?,
+            ))
+        }
+        "jsonl" => {
+            let o: emitters::jsonl::Options = options(kind, value)?;
+            Arc::new(emitters::jsonl::JsonLines::new(crate::inspectors::resolve(
+                ctx.base_dir,
+                &o.path,
+            )))
+        }
+        other => {
+            return Err(BuiltinError::new(format!(
+                "no built-in notifier {other:?} (notifiers: {})",
+                NOTIFIERS.join(", ")
+            )));
+        }
+    })
+}
+
 /// The emitter, sending on change only; `state` is where it remembers what it sent.
 pub async fn emitter(
     name: &str,
@@ -94,13 +198,7 @@ pub async fn emitter(
     state: Arc<dyn PluginState>,
 ) -> Result<Arc<dyn EmitterPlugin>, BuiltinError> {
     let inner: Arc<dyn EmitterPlugin> = match kind {
-        "slack" => {
-            let o: emitters::slack::Options = options(kind, value)?;
-            Arc::new(emitters::slack::Slack::new(
-                ctx.secret.secret(&o.webhook_url_env).await?,
-                o.link_base,
-            ))
-        }
+        k if NOTIFIERS.contains(&k) => Arc::new(AsEmitter(notifier(k, value, ctx).await?)),
         "pagerduty" => {
             let o: emitters::pagerduty::Options = options(kind, value)?;
             let key = ctx.secret.secret(&o.routing_key_env).await?;
@@ -120,20 +218,6 @@ pub async fn emitter(
                 o,
                 state.clone(),
             ))
-        }
-        "webhook" => {
-            let o: emitters::webhook::Options = options(kind, value)?;
-            Arc::new(emitters::webhook::Webhook::new(
-                o.url.clone(),
-                ctx.secret.secret(&o.secret_env).await?,
-            ))
-        }
-        "jsonl" => {
-            let o: emitters::jsonl::Options = options(kind, value)?;
-            Arc::new(emitters::jsonl::JsonLines::new(crate::inspectors::resolve(
-                ctx.base_dir,
-                &o.path,
-            )))
         }
         other => {
             return Err(BuiltinError::new(format!(

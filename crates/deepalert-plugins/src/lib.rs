@@ -8,6 +8,7 @@ pub mod policy;
 pub mod rego;
 pub mod rules;
 pub mod secrets;
+pub mod templates;
 
 pub use policy::{PolicyError, PolicyReviewer};
 pub use secrets::{SecretSource, Secrets};

@@ -11,13 +11,16 @@ use deepalert_core::{
     Alert, AttrType, Attribute, Authored, Report, ReportId, ReportStatus, ReviewResult, Section,
     Severity,
 };
+use deepalert_plugins::builtin::{self, Context};
 use deepalert_plugins::emitters::github::{self, GitHubIssues};
 use deepalert_plugins::emitters::jsonl::JsonLines;
 use deepalert_plugins::emitters::pagerduty::{self, PagerDuty};
 use deepalert_plugins::emitters::slack::Slack;
 use deepalert_plugins::emitters::webhook::{SIGNATURE_HEADER, Webhook, signature};
-use deepalert_plugins::emitters::{OnChange, fingerprint};
+use deepalert_plugins::emitters::{AsEmitter, Notifier, OnChange, fingerprint};
+use deepalert_plugins::secrets::Secrets;
 use deepalert_testkit::http::Recorder;
+use deepalert_testkit::smtp::SmtpSink;
 use serde_json::json;
 
 #[derive(Default)]
@@ -74,10 +77,10 @@ fn report(severity: Severity) -> Report {
 #[tokio::test]
 async fn slack_posts_a_block_kit_message() {
     let (svc, url) = Recorder::start().await;
-    let slack = Slack::new(
+    let slack = AsEmitter(Arc::new(Slack::new(
         format!("{url}/services/T000/B000/XXXX"),
         Some("http://deepalert.internal/api/v1/reports".into()),
-    );
+    )));
     let r = report(Severity::Urgent);
     slack.emit(&r).await.unwrap();
     let seen = svc.seen();
@@ -318,4 +321,184 @@ async fn unreviewed_reports_are_not_sent_by_built_ins() {
     r.result = Some(ReviewResult::unclassified("no verdict"));
     emitter.emit(&r).await.unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+}
+
+/// Builds a notifier as `deepalert serve` does, from its options, with `env` as the
+/// environment its secrets come from.
+async fn notifier(
+    kind: &str,
+    options: serde_json::Value,
+    env: &[(&str, String)],
+) -> Arc<dyn Notifier> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let secrets = Secrets::new(move |k| env.get(k).cloned(), None);
+    let dir = std::env::temp_dir();
+    let ctx = Context {
+        base_dir: &dir,
+        secret: &secrets,
+        aws: None,
+    };
+    match builtin::notifier(kind, options, &ctx).await {
+        Ok(n) => n,
+        Err(e) => panic!("{kind}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn discord_posts_an_embed_with_the_templates_text() {
+    let (svc, url) = Recorder::start().await;
+    let discord = notifier(
+        "discord",
+        json!({"webhook_url_env": "DISCORD_URL", "link_base": "http://deepalert.internal/reports",
+               "template": "{{severity}} on {{report.alerts[0].alert_key}}: {{reason}}"}),
+        &[("DISCORD_URL", format!("{url}/api/webhooks/1/abc"))],
+    )
+    .await;
+    let r = report(Severity::Urgent);
+    // As an emitter it sends with its own template; a flow step passes its own text.
+    AsEmitter(discord.clone()).emit(&r).await.unwrap();
+    discord.send(&r, Some("step text")).await.unwrap();
+    let seen = svc.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/api/webhooks/1/abc");
+    let body = seen[0].json();
+    assert_eq!(
+        body["content"],
+        "urgent on i-1: threat-listed 198.51.100.23 reached web-1"
+    );
+    assert_eq!(
+        body["allowed_mentions"]["parse"],
+        json!([]),
+        "no @everyone from alert text"
+    );
+    let embed = &body["embeds"][0];
+    assert_eq!(embed["color"], 0xD93025);
+    assert_eq!(
+        embed["url"],
+        format!("http://deepalert.internal/reports/{}", r.id)
+    );
+    assert!(
+        embed["title"].as_str().unwrap().contains("SSH brute force"),
+        "{embed}"
+    );
+    assert!(embed.to_string().contains("198.51.100.23"), "{embed}");
+    assert_eq!(seen[1].json()["content"], "step text");
+
+    svc.reply(429, r#"{"retry_after": 1.5}"#);
+    assert!(matches!(
+        discord.send(&r, None).await,
+        Err(PluginError::RateLimited(_))
+    ));
+}
+
+#[tokio::test]
+async fn google_chat_posts_a_card() {
+    let (svc, url) = Recorder::start().await;
+    let chat = notifier(
+        "google-chat",
+        json!({"webhook_url_env": "CHAT_URL", "link_base": "http://deepalert.internal/reports"}),
+        &[(
+            "CHAT_URL",
+            format!("{url}/v1/spaces/AAA/messages?key=k&token=t"),
+        )],
+    )
+    .await;
+    let r = report(Severity::Safe);
+    chat.send(&r, None).await.unwrap();
+    let seen = &svc.seen()[0];
+    assert_eq!(seen.uri, "/v1/spaces/AAA/messages?key=k&token=t");
+    let body = seen.json();
+    let card = &body["cardsV2"][0]["card"];
+    assert!(
+        card["header"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("[safe]"),
+        "{card}"
+    );
+    let text = card.to_string();
+    assert!(
+        text.contains("threat-listed 198.51.100.23 reached web-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("http://deepalert.internal/reports/{}", r.id)),
+        "{text}"
+    );
+    assert!(body["text"].as_str().unwrap().contains("SSH brute force"));
+}
+
+#[tokio::test]
+async fn email_is_sent_over_smtp() {
+    let sink = SmtpSink::start();
+    let mail = notifier(
+        "email",
+        json!({"smtp_host": "127.0.0.1", "smtp_port": sink.port, "tls": "none",
+               "from": "deepalert <deepalert@example.com>", "to": ["soc@example.com", "oncall@example.com"],
+               "template": "Look at {{report.alerts[0].alert_key}} now."}),
+        &[],
+    )
+    .await;
+    let r = report(Severity::Urgent);
+    AsEmitter(mail).emit(&r).await.unwrap();
+    let got = sink.wait_for(1, std::time::Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["mail_from"], "deepalert@example.com");
+    assert_eq!(
+        got[0]["rcpt_tos"],
+        json!(["soc@example.com", "oncall@example.com"])
+    );
+    let data = got[0]["data"].as_str().unwrap();
+    assert!(data.contains("Subject: [urgent] aws-guardduty"), "{data}");
+    assert!(data.contains("Look at i-1 now."), "{data}");
+    assert!(
+        data.contains("Reason: threat-listed 198.51.100.23 reached web-1"),
+        "{data}"
+    );
+    assert!(data.contains(&r.id.to_string()), "{data}");
+}
+
+#[tokio::test]
+async fn notifier_options_are_checked() {
+    let secrets = Secrets::new(|_| Some("http://127.0.0.1:9/x".into()), None);
+    let dir = std::env::temp_dir();
+    let ctx = Context {
+        base_dir: &dir,
+        secret: &secrets,
+        aws: None,
+    };
+    let err = |kind: &str, o: serde_json::Value| {
+        let ctx = &ctx;
+        let kind = kind.to_string();
+        async move {
+            match builtin::notifier(&kind, o, ctx).await {
+                Ok(_) => panic!("{kind}: accepted"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let e = err(
+        "slack",
+        json!({"webhook_url_env": "U", "template": "{{ report.result"}),
+    )
+    .await;
+    assert!(e.contains("template"), "{e}");
+    let e = err("email", json!({"smtp_host": "h", "from": "a@b.c"})).await;
+    assert!(e.contains("to: list at least one recipient"), "{e}");
+    let e = err("email", json!({"to": ["a@b.c"]})).await;
+    assert!(
+        e.contains("smtp_host") && e.contains("sns_topic_arn"),
+        "{e}"
+    );
+    let e = err(
+        "email",
+        json!({"smtp_host": "h", "from": "a@b.c", "to": ["a@b.c"], "tls": "maybe"}),
+    )
+    .await;
+    assert!(e.contains("tls"), "{e}");
+    let e = err("pagerduty", json!({})).await;
+    assert!(e.contains("no built-in notifier \"pagerduty\""), "{e}");
 }

@@ -28,7 +28,19 @@ impl JsonLines {
 #[async_trait]
 impl EmitterPlugin for JsonLines {
     async fn emit(&self, report: &Report) -> Result<(), PluginError> {
-        let line = serde_json::to_string(report).expect("reports serialize");
+        super::Notifier::send(self, report, None).await
+    }
+}
+
+/// As a flow's notifier: the report, with the step's message as `message`.
+#[async_trait]
+impl super::Notifier for JsonLines {
+    async fn send(&self, report: &Report, message: Option<&str>) -> Result<(), PluginError> {
+        let mut value = serde_json::to_value(report).expect("reports serialize");
+        if let Some(m) = message {
+            value["message"] = serde_json::Value::String(m.to_string());
+        }
+        let line = value.to_string();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut f = std::fs::OpenOptions::new()

@@ -5,7 +5,10 @@
 //! new (same verdict, attributes, findings, notes and alert count) is not sent again.
 //! They send reviewed (`published`) reports only.
 
+pub mod discord;
+pub mod email;
 pub mod github;
+pub mod google_chat;
 pub mod jsonl;
 pub mod pagerduty;
 pub mod slack;
@@ -17,6 +20,49 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deepalert_core::ports::{EmitterPlugin, PluginError, PluginState};
 use deepalert_core::{Report, ReportStatus, sha256_hex};
+
+/// What a flow's `notify` step sends through: the report, and the text of the step's (or
+/// the notifier's) template, rendered.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, report: &Report, message: Option<&str>) -> Result<(), PluginError>;
+
+    /// The notifier's own template (option `template`), used when a step gives none.
+    fn template(&self) -> Option<&str> {
+        None
+    }
+
+    /// The report's link, for templates (`{{link}}`).
+    fn link(&self, _report: &Report) -> Option<String> {
+        None
+    }
+}
+
+/// A notifier is an emitter too: as an emitter it sends with its own template.
+pub struct AsEmitter(pub Arc<dyn Notifier>);
+
+#[async_trait]
+impl EmitterPlugin for AsEmitter {
+    async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+        let message = match self.0.template() {
+            Some(t) => Some(
+                crate::templates::render(t, report, self.0.link(report).as_deref())
+                    .map_err(PluginError::Failed)?,
+            ),
+            None => None,
+        };
+        self.0.send(report, message.as_deref()).await
+    }
+}
+
+/// Severity colour, as notifiers show it: red urgent, green safe, grey otherwise.
+pub(crate) fn severity_colour(report: &Report) -> u32 {
+    match report.result.as_ref().map(|r| r.severity) {
+        Some(deepalert_core::Severity::Urgent) => 0xD9_30_25,
+        Some(deepalert_core::Severity::Safe) => 0x2E_A0_43,
+        _ => 0x8A_8A_8A,
+    }
+}
 
 /// Sends through `inner` only when the report changed since this emitter last sent it.
 pub struct OnChange {

@@ -2,26 +2,30 @@
 //! a findings summary and a link.
 
 use async_trait::async_trait;
-use deepalert_core::ports::{EmitterPlugin, PluginError};
+use deepalert_core::ports::PluginError;
 use deepalert_core::{Report, Severity};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{check, findings_summary, headline, http_client, report_link, rule_label};
+use super::{Notifier, check, findings_summary, headline, http_client, report_link, rule_label};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// Name of the secret holding the webhook URL (see `crate::secrets`).
     pub webhook_url_env: String,
-    /// Base of the report link, e.g. `http://deepalert.internal:8080/api/v1/reports`.
+    /// Base of the report link, e.g. `http://deepalert.internal:8080/reports`.
     #[serde(default)]
     pub link_base: Option<String>,
+    /// The message's text, a template (`crate::templates`); shown above the fields.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 pub struct Slack {
     webhook_url: String,
     link_base: Option<String>,
+    template: Option<String>,
     client: reqwest::Client,
 }
 
@@ -30,15 +34,22 @@ impl Slack {
         Slack {
             webhook_url,
             link_base,
+            template: None,
             client: http_client(),
         }
+    }
+
+    pub fn with_template(mut self, template: Option<String>) -> Self {
+        self.template = template;
+        self
     }
 }
 
 const MAX_ATTRIBUTES_SHOWN: usize = 10;
 
-/// The message body (Block Kit), also used by tests.
-pub fn message(report: &Report, link_base: &Option<String>) -> Value {
+/// The message body (Block Kit), also used by tests; `text` (a rendered template) comes
+/// first when given.
+pub fn message(report: &Report, link_base: &Option<String>, text: Option<&str>) -> Value {
     let result = report.result.clone();
     let (emoji, severity) = match result.as_ref().map(|r| r.severity) {
         Some(Severity::Urgent) => (":rotating_light:", "urgent"),
@@ -59,6 +70,11 @@ pub fn message(report: &Report, link_base: &Option<String>) -> Value {
     }
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": format!("{emoji} {severity}: {rule}"), "emoji": true}}),
+    ];
+    if let Some(text) = text {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    }
+    blocks.extend([
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Severity*\n{severity}")},
             {"type": "mrkdwn", "text": format!("*Rule*\n{} / {}", report.detector(), report.rule_id())},
@@ -66,7 +82,7 @@ pub fn message(report: &Report, link_base: &Option<String>) -> Value {
             {"type": "mrkdwn", "text": format!("*Report*\n`{}`", report.id)},
         ]}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", result.map(|r| r.reason).unwrap_or_default())}}),
-    ];
+    ]);
     if !attr_text.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Attributes*\n{attr_text}")}}));
     }
@@ -76,18 +92,26 @@ pub fn message(report: &Report, link_base: &Option<String>) -> Value {
             {"type": "button", "text": {"type": "plain_text", "text": "Open report"}, "url": link}
         ]}));
     }
-    json!({ "text": headline(report), "blocks": blocks })
+    json!({ "text": text.map(str::to_string).unwrap_or_else(|| headline(report)), "blocks": blocks })
 }
 
 #[async_trait]
-impl EmitterPlugin for Slack {
-    async fn emit(&self, report: &Report) -> Result<(), PluginError> {
+impl Notifier for Slack {
+    async fn send(&self, report: &Report, text: Option<&str>) -> Result<(), PluginError> {
         let resp = self
             .client
             .post(&self.webhook_url)
-            .json(&message(report, &self.link_base))
+            .json(&message(report, &self.link_base, text))
             .send()
             .await;
         check("slack", resp).await.map(|_| ())
+    }
+
+    fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
+    fn link(&self, report: &Report) -> Option<String> {
+        report_link(&self.link_base, report)
     }
 }

@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{check, http_client};
+use super::{Notifier, check, http_client};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,19 @@ impl Webhook {
 #[async_trait]
 impl EmitterPlugin for Webhook {
     async fn emit(&self, report: &Report) -> Result<(), PluginError> {
-        let body = serde_json::to_vec(report).expect("reports serialize");
+        self.send(report, None).await
+    }
+}
+
+/// As a flow's notifier: the report, with the step's message as `message`.
+#[async_trait]
+impl Notifier for Webhook {
+    async fn send(&self, report: &Report, message: Option<&str>) -> Result<(), PluginError> {
+        let mut value = serde_json::to_value(report).expect("reports serialize");
+        if let Some(m) = message {
+            value["message"] = serde_json::Value::String(m.to_string());
+        }
+        let body = serde_json::to_vec(&value).expect("JSON serializes");
         let resp = self
             .client
             .post(&self.url)
