@@ -291,6 +291,10 @@ impl FlowSet {
         self.flows.is_empty()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowConfig, &Step)> {
+        self.flows.iter().map(|(f, s)| (f, s))
+    }
+
     pub fn get(&self, name: &str) -> Option<&(FlowConfig, Step)> {
         self.flows.iter().find(|(f, _)| f.name == name)
     }
