@@ -120,6 +120,18 @@ impl Moto {
         self.sdk_via(&self.endpoint).await
     }
 
+    /// The same, signed with another access key id (`stack`: counted by the launcher).
+    pub async fn sdk_signed_as(&self, access_key: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                access_key, "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+
     /// The same, through another endpoint in front of moto (a fault proxy).
     pub async fn sdk_via(&self, endpoint: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
