@@ -687,13 +687,11 @@ result := {"result": count(usable) > 0, "reason": reason}"#;
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.check("access-key-active", &json!({}), &rep)
-            .await
-            .unwrap()
-            .0,
-        false
-    );
+    let (active, why) = r
+        .check("access-key-active", &json!({}), &rep)
+        .await
+        .unwrap();
+    assert!(!active, "{why}");
     assert_eq!(
         r.check("rego", &opts, &rep).await.unwrap(),
         (false, "nothing usable".into())
