@@ -1,7 +1,7 @@
 //! `deepalert serve` configuration (TOML). Every field has a default suited to trying
 //! deepalert on a laptop; see the README's configuration reference.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,13 +11,16 @@ use deepalert_core::services::PipelineSettings;
 use deepalert_core::{AttrType, SectionFormat};
 use serde::Deserialize;
 
+use deepalert_core::flows::{FlowConfig, FlowSet, StepConfig};
 use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
 use deepalert_core::rules::RuleSet;
+use deepalert_plugins::emitters::Notifier;
+use deepalert_plugins::responses::{self, Responder};
 use deepalert_plugins::rules::{FindingsConfig, RuleConfig};
 use deepalert_plugins::{BuiltinError, PolicyReviewer, SecretSource, builtin};
 
 use crate::plugins::exec::{ExecCommand, ExecEmitter, ExecInspector, ExecReviewer};
-use crate::plugins::{EmitterEntry, InspectorEntry, NoReviewer, Plugins};
+use crate::plugins::{EmitterEntry, Flows, InspectorEntry, NoReviewer, Plugins};
 use crate::runtime::RuntimeSettings;
 use crate::store::Durability;
 
@@ -69,6 +72,12 @@ pub struct Config {
     /// The GuardDuty and Security Hub mappings (both on by default).
     #[serde(default)]
     pub findings: FindingsConfig,
+    /// Built-in notifiers that only flows send to (`notify` steps).
+    #[serde(default, rename = "notifier")]
+    pub notifiers: Vec<PluginConfig>,
+    /// Response flows: notify, wait, check, remediate.
+    #[serde(default, rename = "flow")]
+    pub flows: Vec<FlowConfig>,
     /// Directory relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -170,6 +179,8 @@ impl Default for Config {
             emitters: vec![],
             rules: vec![],
             findings: FindingsConfig::default(),
+            notifiers: vec![],
+            flows: vec![],
             base_dir: PathBuf::from("."),
         }
     }
@@ -205,7 +216,12 @@ impl Config {
             field,
             message: message.to_string(),
         };
-        for (section, list) in [("inspector", &self.inspectors), ("emitter", &self.emitters)] {
+        let mut notify_names = HashSet::new();
+        for (section, list) in [
+            ("inspector", &self.inspectors),
+            ("emitter", &self.emitters),
+            ("notifier", &self.notifiers),
+        ] {
             let mut names = HashSet::new();
             for (i, p) in list.iter().enumerate() {
                 let name = p.name.as_deref().unwrap_or("");
@@ -223,6 +239,39 @@ impl Config {
                     return Err(invalid(
                         format!("{section}[{i}].name"),
                         &format!("{name:?} is used twice"),
+                    ));
+                }
+                // Flows' notify steps name emitters and notifiers alike.
+                if section != "inspector" && !notify_names.insert(name) {
+                    return Err(invalid(
+                        format!("{section}[{i}].name"),
+                        &format!("{name:?} is already the name of an emitter"),
+                    ));
+                }
+            }
+        }
+        for (i, n) in self.notifiers.iter().enumerate() {
+            if !n.command.is_empty() || n.policies.is_some() {
+                return Err(invalid(
+                    format!("notifier[{i}]"),
+                    "a notifier is a built-in (builtin and options); programs are emitters",
+                ));
+            }
+            match n.builtin.as_deref() {
+                Some(k) if builtin::NOTIFIERS.contains(&k) => {}
+                Some(k) => {
+                    return Err(invalid(
+                        format!("notifier[{i}].builtin"),
+                        &format!(
+                            "{k:?} is not a notifier (notifiers: {})",
+                            builtin::NOTIFIERS.join(", ")
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        format!("notifier[{i}].builtin"),
+                        &format!("is required: one of {}", builtin::NOTIFIERS.join(", ")),
                     ));
                 }
             }
@@ -423,11 +472,75 @@ impl Config {
             Some(p) => Arc::new(ExecReviewer(self.exec(p))),
             None => Arc::new(NoReviewer),
         };
+        let flows = self.flows(&emitters, &options_json, &ctx, aws).await?;
         Ok(Plugins {
             inspectors,
             reviewer,
             emitters,
+            flows,
         })
+    }
+
+    /// The flows, checked against the notifiers, checks and remediations there are, with
+    /// the responder that runs their steps.
+    async fn flows(
+        &self,
+        emitters: &[EmitterEntry],
+        options_json: &dyn Fn(&PluginConfig) -> serde_json::Value,
+        ctx: &builtin::Context<'_>,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Option<Flows>, ConfigError> {
+        if self.flows.is_empty() && self.notifiers.is_empty() {
+            return Ok(None);
+        }
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            path: self.base_dir.clone(),
+            field,
+            message,
+        };
+        let mut notifiers: HashMap<String, Arc<dyn Notifier>> = HashMap::new();
+        let mut plain: HashMap<String, Arc<dyn EmitterPlugin>> = HashMap::new();
+        for (i, n) in self.notifiers.iter().enumerate() {
+            let kind = n.builtin.as_deref().unwrap_or_default();
+            let made = builtin::notifier(kind, options_json(n), ctx)
+                .await
+                .map_err(|e| invalid(format!("notifier[{i}]"), e.to_string()))?;
+            notifiers.insert(n.name.clone().unwrap_or_default(), made);
+        }
+        for (p, entry) in self.emitters.iter().zip(emitters) {
+            match p.builtin.as_deref() {
+                // The same options, as a notifier: a step's message goes with it.
+                Some(k) if builtin::NOTIFIERS.contains(&k) => {
+                    let made = builtin::notifier(k, options_json(p), ctx)
+                        .await
+                        .map_err(|e| invalid(format!("emitter {}", entry.name), e.to_string()))?;
+                    notifiers.insert(entry.name.clone(), made);
+                }
+                _ => {
+                    plain.insert(entry.name.clone(), entry.plugin.clone());
+                }
+            }
+        }
+        if self.flows.is_empty() {
+            // Built (and so checked) all the same: a broken notifier is found now.
+            return Ok(None);
+        }
+        let mut responder =
+            Responder::new(notifiers, plain, aws.cloned(), self.base_dir.clone(), true);
+        let set = FlowSet::new(
+            self.flows.clone(),
+            &responder.notify_targets(),
+            responses::CHECKS,
+            responses::REMEDIATIONS,
+        )
+        .map_err(|e| invalid("flow".into(), e.to_string()))?;
+        responder
+            .prepare(&set)
+            .map_err(|e| invalid("flow".into(), e.to_string()))?;
+        Ok(Some(Flows {
+            set,
+            runner: Arc::new(responder),
+        }))
     }
 
     /// The rules, loaded and checked: a bad preset or option, or a Rego rule with a syntax
@@ -445,11 +558,32 @@ impl Config {
 
     /// Whether a built-in needs the AWS SDK configuration (the binary loads it once).
     pub fn needs_aws(&self) -> bool {
+        fn step_needs_aws(s: &StepConfig) -> bool {
+            let lookups = s
+                .options
+                .as_ref()
+                .is_some_and(|o| o.get("lookup").is_some());
+            s.check.as_deref().is_some_and(|c| c != "rego" || lookups)
+                || s.remediate.as_deref().is_some_and(|r| r != "exec")
+                || s.sequential
+                    .iter()
+                    .chain(&s.parallel)
+                    .flatten()
+                    .any(step_needs_aws)
+        }
+        let sns_email = |p: &PluginConfig| {
+            p.builtin.as_deref() == Some("email")
+                && p.options
+                    .as_ref()
+                    .is_some_and(|o| o.contains_key("sns_topic_arn"))
+        };
         self.inspectors
             .iter()
             .chain(&self.emitters)
             .filter_map(|p| p.builtin.as_deref())
             .any(|b| builtin::NEEDS_AWS.contains(&b))
+            || self.emitters.iter().chain(&self.notifiers).any(sns_email)
+            || self.flows.iter().flat_map(|f| &f.steps).any(step_needs_aws)
     }
 
     fn exec(&self, p: &PluginConfig) -> ExecCommand {

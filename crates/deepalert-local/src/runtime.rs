@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deepalert_core::flows::{self, Advance, FlowRunKey};
 use deepalert_core::ports::{
-    Clock, Emitter, PortResult, ReviewRun, ReviewScheduler, Store, TaskBus, Workflow, WorkflowRun,
+    Clock, Emitter, FlowStarter, PortResult, ReviewRun, ReviewScheduler, Store, TaskBus, Workflow,
+    WorkflowRun,
 };
 use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
 use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task};
@@ -204,6 +206,38 @@ impl Emitter for LocalEmitter {
     }
 }
 
+/// A flow run is a job: started now, and again when each wait ends.
+pub struct LocalFlowStarter {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+}
+
+fn flow_job(key: &FlowRunKey, due_at: DateTime<Utc>, wake: bool) -> NewJob {
+    NewJob {
+        // One job per start and per wake-up: a start repeated within the retention of
+        // finished jobs starts nothing, and the run itself records each step once.
+        key: if wake {
+            format!("flow:{}@{}", key.name(), due_at.timestamp())
+        } else {
+            format!("flow:{}", key.name())
+        },
+        kind: JobKind::Flow,
+        report_id: Some(key.report_id),
+        payload: payload(key),
+        due_at,
+    }
+}
+
+#[async_trait]
+impl FlowStarter for LocalFlowStarter {
+    async fn start_flow(&self, key: &FlowRunKey) -> PortResult<()> {
+        let now = self.clock.now();
+        self.store
+            .enqueue(vec![flow_job(key, now, false)], now)
+            .await
+    }
+}
+
 enum Outcome {
     Done(Vec<NewJob>),
     Retry(String),
@@ -235,6 +269,7 @@ pub struct Engine {
     workflow: LocalWorkflow,
     bus: LocalTaskBus,
     emitter: LocalEmitter,
+    flow_starter: LocalFlowStarter,
 }
 
 impl Engine {
@@ -263,6 +298,10 @@ impl Engine {
                 clock: clock.clone(),
                 plugins: plugins.clone(),
             },
+            flow_starter: LocalFlowStarter {
+                store: store.clone(),
+                clock: clock.clone(),
+            },
             plugin_slots: Semaphore::new(runtime.max_concurrent_plugins.max(1)),
             store,
             clock,
@@ -289,6 +328,9 @@ impl Engine {
         .await?;
         if self.runtime.publish_unreviewed && !self.plugins.emitters.is_empty() {
             services::announce_received(&self.store, &self.emitter, &receipt).await?;
+        }
+        if let Some(f) = &self.plugins.flows {
+            flows::start_on_receipt(&self.flow_starter, &f.set, alert, &receipt).await?;
         }
         Ok(receipt)
     }
@@ -440,6 +482,10 @@ impl Engine {
                 Ok(e) => self.emit(&e).await,
                 Err(e) => bad_payload(e),
             },
+            JobKind::Flow => match serde_json::from_str::<FlowRunKey>(&job.payload) {
+                Ok(k) => self.advance_flow(&k).await,
+                Err(e) => bad_payload(e),
+            },
         }
     }
 
@@ -468,7 +514,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return e.into(),
         };
-        match services::publish(
+        let published = match services::publish(
             &self.store,
             &self.emitter,
             &self.workflow,
@@ -478,7 +524,39 @@ impl Engine {
         )
         .await
         {
-            Ok(_) => Outcome::Done(vec![]),
+            Ok(p) => p,
+            Err(e) => return e.into(),
+        };
+        if let Some(f) = &self.plugins.flows
+            && let Err(e) =
+                flows::start_after_publication(&self.flow_starter, &f.set, &published).await
+        {
+            // Publishing again is idempotent: the retry starts what this one could not.
+            return PipelineError::from(e).into();
+        }
+        Outcome::Done(vec![])
+    }
+
+    async fn advance_flow(&self, key: &FlowRunKey) -> Outcome {
+        let Some(f) = &self.plugins.flows else {
+            return Outcome::GiveUp(format!(
+                "flow {} is no longer configured (no [[flow]] in the configuration)",
+                key.flow
+            ));
+        };
+        let slot = self.plugin_slots.acquire().await.expect("never closed");
+        let advanced = flows::advance(
+            &self.store,
+            f.runner.as_ref(),
+            self.clock.as_ref(),
+            &f.set,
+            key,
+        )
+        .await;
+        drop(slot);
+        match advanced {
+            Ok(Advance::Finished) => Outcome::Done(vec![]),
+            Ok(Advance::WaitUntil(at)) => Outcome::Done(vec![flow_job(key, at, true)]),
             Err(e) => e.into(),
         }
     }

@@ -125,6 +125,51 @@ pub trait StepRunner: Send + Sync {
     ) -> Result<StepOutcome, String>;
 }
 
+/// Starts the flows a publication of `report` matches (one run per flow and
+/// publication; starting one again starts nothing).
+pub async fn start_after_publication(
+    starter: &dyn crate::ports::FlowStarter,
+    flows: &FlowSet,
+    report: &crate::Report,
+) -> crate::ports::PortResult<Vec<FlowRunKey>> {
+    let mut started = Vec::new();
+    for f in flows.on_publication(report) {
+        let key = FlowRunKey {
+            report_id: report.id,
+            flow: f.name.clone(),
+            publication: report.publications,
+        };
+        starter.start_flow(&key).await?;
+        tracing::info!(report_id = %report.id, flow = %f.name, publication = report.publications, "flow started");
+        started.push(key);
+    }
+    Ok(started)
+}
+
+/// Starts the `on = "received"` flows for the first alert of a new report.
+pub async fn start_on_receipt(
+    starter: &dyn crate::ports::FlowStarter,
+    flows: &FlowSet,
+    alert: &crate::Alert,
+    receipt: &crate::services::Receipt,
+) -> crate::ports::PortResult<Vec<FlowRunKey>> {
+    if receipt.status != crate::ReportStatus::New {
+        return Ok(vec![]);
+    }
+    let mut started = Vec::new();
+    for f in flows.on_received(&alert.detector, &alert.rule_id) {
+        let key = FlowRunKey {
+            report_id: receipt.report_id,
+            flow: f.name.clone(),
+            publication: 0,
+        };
+        starter.start_flow(&key).await?;
+        tracing::info!(report_id = %receipt.report_id, flow = %f.name, "flow started on receipt");
+        started.push(key);
+    }
+    Ok(started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

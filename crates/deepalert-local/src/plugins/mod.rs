@@ -38,6 +38,13 @@ pub struct Plugins {
     pub inspectors: Vec<InspectorEntry>,
     pub reviewer: Arc<dyn Reviewer>,
     pub emitters: Vec<EmitterEntry>,
+    /// Response flows and what runs their steps.
+    pub flows: Option<Flows>,
+}
+
+pub struct Flows {
+    pub set: deepalert_core::flows::FlowSet,
+    pub runner: Arc<dyn deepalert_core::flows::StepRunner>,
 }
 
 impl Default for Plugins {
@@ -46,6 +53,7 @@ impl Default for Plugins {
             inspectors: vec![],
             reviewer: Arc::new(NoReviewer),
             emitters: vec![],
+            flows: None,
         }
     }
 }

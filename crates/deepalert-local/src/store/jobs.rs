@@ -21,6 +21,8 @@ pub enum JobKind {
     Inspect,
     /// One published report for one emitter.
     Emit,
+    /// Move a flow run on (at its start, and when a wait ends).
+    Flow,
 }
 
 impl JobKind {
@@ -30,6 +32,7 @@ impl JobKind {
             JobKind::Review => "review",
             JobKind::Inspect => "inspect",
             JobKind::Emit => "emit",
+            JobKind::Flow => "flow",
         }
     }
 
@@ -39,6 +42,7 @@ impl JobKind {
             "review" => JobKind::Review,
             "inspect" => JobKind::Inspect,
             "emit" => JobKind::Emit,
+            "flow" => JobKind::Flow,
             _ => return None,
         })
     }
