@@ -435,6 +435,7 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
             max_attempts: 1,
             plugin: emitted.clone(),
         }],
+        flows: None,
     };
     let run = run_engine(plugins, PipelineSettings::default());
     let receipt = run
@@ -498,6 +499,7 @@ async fn an_emitter_that_keeps_failing_is_given_up_with_a_note() {
                 plugin: good.clone(),
             },
         ],
+        flows: None,
     };
     let run = run_engine(plugins, PipelineSettings::default());
     let receipt = run.engine.receive(&alert("a", vec![])).await.unwrap();
