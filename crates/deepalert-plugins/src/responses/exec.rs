@@ -1,4 +1,5 @@
-//! `exec`: any program, run as plug-ins are run (locally only). It gets the report as
+//! `exec`: any program, run as plug-ins are run (locally only, in the configuration
+//! file's directory). It gets the report as
 //! JSON on stdin, and in its environment DEEPALERT_REPORT_ID, DEEPALERT_FLOW and
 //! DEEPALERT_TARGETS (the targets' ids, comma-separated); exit 0 is done, its last line
 //! of output the timeline's message; anything else fails with its stderr.
@@ -11,6 +12,7 @@ use deepalert_core::Report;
 use tokio::io::AsyncWriteExt;
 
 pub async fn run(
+    cwd: &Path,
     command: &Path,
     args: &[String],
     timeout: Duration,
@@ -21,6 +23,7 @@ pub async fn run(
     let shown = command.display().to_string();
     let mut child = tokio::process::Command::new(command)
         .args(args)
+        .current_dir(cwd)
         .env("DEEPALERT_REPORT_ID", report.id.to_string())
         .env("DEEPALERT_FLOW", flow)
         .env("DEEPALERT_TARGETS", targets.join(","))

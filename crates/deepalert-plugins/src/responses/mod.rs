@@ -485,6 +485,8 @@ impl Responder {
             None => vec![],
         };
         let path = crate::inspectors::resolve(&self.base_dir, std::path::Path::new(command));
+        // The program runs in base_dir: a relative path would be read from there again.
+        let path = std::path::absolute(&path).unwrap_or(path);
         let shown = std::iter::once(path.display().to_string())
             .chain(o.args.iter().cloned())
             .collect::<Vec<_>>()
@@ -506,9 +508,17 @@ impl Responder {
             .transpose()
             .map_err(|e| format!("timeout: {e}"))?
             .unwrap_or(Duration::from_secs(60));
-        exec::run(&path, &o.args, timeout, report, &flow.name, &ids)
-            .await
-            .map(StepOutcome::Done)
+        exec::run(
+            &self.base_dir,
+            &path,
+            &o.args,
+            timeout,
+            report,
+            &flow.name,
+            &ids,
+        )
+        .await
+        .map(StepOutcome::Done)
     }
 
     /// The targets, or the guard that refuses the step as a whole (none found, too many).

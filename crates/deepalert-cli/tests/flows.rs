@@ -1,0 +1,254 @@
+//! Response flows in the real `deepalert serve`: a wait survives kill -9, each step runs
+//! once, the timeline is in the report (API and `reports show`), and a broken flow stops
+//! start-up naming it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use deepalert_testkit::{Server, ServerSpec, free_port, json_lines};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_deepalert");
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Setup {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn setup(flows: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/urgent.rego"),
+        "package deepalert\nimport rego.v1\nverdict contains {\"severity\": \"urgent\", \"reason\": \"an unauthorized thing\"} if true\n",
+    )
+    .unwrap();
+    let script = dir.path().join("contain.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"$DEEPALERT_REPORT_ID $DEEPALERT_FLOW\" >> contained.log\necho \"contained $DEEPALERT_REPORT_ID\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("deepalert.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipeline]
+inspection_delay = "0s"
+review_delay = "0s"
+
+[reviewer]
+policies = "policies"
+
+[[notifier]]
+name = "log"
+builtin = "jsonl"
+[notifier.options]
+path = "notified.jsonl"
+
+{flows}
+"#
+        ),
+    )
+    .unwrap();
+    Setup {
+        data: dir.path().join("data"),
+        config,
+        dir,
+    }
+}
+
+fn start(s: &Setup) -> Server {
+    Server::start(ServerSpec {
+        binary: Path::new(BIN),
+        config: Some(&s.config),
+        data: &s.data,
+        port: free_port(),
+        api_key: None,
+    })
+}
+
+fn notified(s: &Setup) -> Vec<Value> {
+    let path = s.path("notified.jsonl");
+    if path.exists() {
+        json_lines(&path)
+    } else {
+        vec![]
+    }
+}
+
+fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CONTAIN: &str = r#"
+[[flow]]
+name = "contain"
+rule_id = "unauthorized-thing"
+steps = [
+  { notify = "log", template = "first: {{ report.alerts[0].alert_key }}" },
+  { wait = "4s" },
+  { remediate = "exec", options = { command = "./contain.sh", dry_run = false } },
+  { notify = "log", template = "after: {{ reason }}" },
+]
+"#;
+
+#[test]
+fn a_wait_survives_kill_9_and_every_step_runs_once() {
+    let s = setup(CONTAIN);
+    let mut server = start(&s);
+    let (status, receipt) = server.post_alert(&json!({
+        "detector": "test", "rule_id": "unauthorized-thing", "alert_key": "thing-1"
+    }));
+    assert_eq!(status, 202, "{receipt}");
+    let id = receipt["report_id"].as_str().unwrap().to_string();
+    wait_until(20, "the first notification", || !notified(&s).is_empty());
+    // Mid-wait: the process dies without warning.
+    server.kill();
+    assert!(!s.path("contained.log").exists(), "the wait had not ended");
+
+    std::thread::sleep(Duration::from_secs(4));
+    let server = start(&s);
+    let report = server.wait_report(&id, 30, |r| {
+        r["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["detail"]["state"] == "completed"))
+    });
+    let sent = notified(&s);
+    assert_eq!(
+        sent.iter()
+            .map(|m| m["message"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["first: thing-1", "after: an unauthorized thing"],
+        "each notification once"
+    );
+    let contained = std::fs::read_to_string(s.path("contained.log")).unwrap();
+    assert_eq!(
+        contained,
+        format!("{id} contain\n"),
+        "the remediation ran once"
+    );
+
+    let steps: Vec<(String, String)> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["detail"]["step"].as_str().unwrap_or("-").to_string(),
+                e["detail"]["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("-", "started"),
+        ("0", "done"),
+        ("1", "waiting"),
+        ("2", "done"),
+        ("3", "done"),
+        ("-", "completed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(steps, expected, "{:#}", report["timeline"]);
+    let remediation = &report["timeline"][3];
+    assert_eq!(
+        remediation["message"],
+        format!("remediate exec: contained {id}")
+    );
+
+    // `deepalert reports show` prints the same timeline.
+    let out = Command::new(BIN)
+        .args(["reports", "show", &id, "--server", &server.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["timeline"], report["timeline"]);
+}
+
+#[test]
+fn dry_run_is_the_default_and_recorded() {
+    let s = setup(
+        r#"
+[[flow]]
+name = "contain"
+steps = [{ remediate = "exec", options = { command = "./contain.sh" } }]
+"#,
+    );
+    let server = start(&s);
+    let (_, receipt) = server.post_alert(&json!({
+        "detector": "test", "rule_id": "anything", "alert_key": "k"
+    }));
+    let id = receipt["report_id"].as_str().unwrap();
+    let report = server.wait_report(id, 30, |r| {
+        r["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["detail"]["state"] == "completed"))
+    });
+    let step = &report["timeline"][1];
+    assert_eq!(step["detail"]["state"], "dry_run");
+    assert!(
+        step["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("remediate exec: dry run: would run ")
+            && step["message"].as_str().unwrap().ends_with("contain.sh"),
+        "{step}"
+    );
+    assert!(!s.path("contained.log").exists(), "nothing ran");
+}
+
+#[test]
+fn a_broken_flow_stops_start_up_naming_it() {
+    for (flows, expected) in [
+        (
+            "[[flow]]\nname = \"tell\"\nsteps = [{ notify = \"pager\" }]\n",
+            "flow \"tell\": step 0: no notifier or emitter \"pager\" (configured: log)",
+        ),
+        (
+            "[[flow]]\nname = \"stop-it\"\nsteps = [{ remediate = \"ec2-instance\", options = { mode = \"terminate\" } }]\n",
+            "flow \"stop-it\": step 0: options of ec2-instance: mode terminate cannot be undone",
+        ),
+        (
+            "[[flow]]\nname = \"early\"\non = \"received\"\nsteps = [{ remediate = \"exec\", options = { command = \"./contain.sh\" } }]\n",
+            "set remediate_before_review = true",
+        ),
+        (
+            "[[flow]]\nname = \"w\"\nsteps = [{ wait = \"later\" }]\n",
+            "flow \"w\": step 0: wait \"later\" is not a duration",
+        ),
+    ] {
+        let s = setup(flows);
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&s.config)
+            .arg("--data")
+            .arg(&s.data)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{flows}\n→ {err}");
+    }
+}
