@@ -5,7 +5,7 @@ ARGS ?=
 VENV := .venv
 PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
-LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router builtin
+LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router flow-runner builtin
 
 .PHONY: help serve example test lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
 

@@ -1,9 +1,12 @@
-//! The five Lambda handlers. Each is a plain async function over the ports, calling the
+//! The Lambda handlers. Each is a plain async function over the ports, calling the
 //! same core services as `deepalert serve`; the `lambda-*` binaries wrap them in
 //! `lambda_runtime`.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use deepalert_core::ports::{Clock, Emitter, ReviewScheduler, Reviewer, Store, TaskBus, Workflow};
+use deepalert_core::flows::{self, Advance, FlowSet, StepRunner};
+use deepalert_core::ports::{
+    Clock, Emitter, FlowStarter, ReviewScheduler, Reviewer, Store, TaskBus, Workflow,
+};
 use deepalert_core::rules::{RuleSet, parse_events};
 use deepalert_core::services::{self, PipelineError, PipelineSettings};
 use deepalert_core::{
@@ -12,6 +15,7 @@ use deepalert_core::{
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
+use crate::flows::{FlowInput, FlowOutput};
 use crate::reviewer::{LambdaReviewStep, ReviewStep};
 use crate::workflow::{DispatchMessage, SqsDispatchQueue};
 
@@ -50,6 +54,15 @@ pub struct ReceptorDeps<'a> {
     /// With `PublishUnreviewed`: the report topic, where each received alert's report
     /// is published with status `new` or `more`, as DeepAlert did.
     pub announce: Option<&'a dyn Emitter>,
+    /// Flows with `on = "received"` start here.
+    pub flows: Option<FlowDeps<'a>>,
+}
+
+/// The configured flows and what starts their runs.
+#[derive(Clone, Copy)]
+pub struct FlowDeps<'a> {
+    pub set: &'a FlowSet,
+    pub starter: &'a dyn FlowStarter,
 }
 
 /// Runs `handle` on each record's body (unwrapped from an SNS envelope) and reports the
@@ -78,10 +91,13 @@ async fn receive_one(deps: &ReceptorDeps<'_>, alert: &Alert) -> Result<(), Pipel
     let receipt =
         services::receive_alert(deps.store, deps.workflow, deps.clock, deps.settings, alert)
             .await?;
-    match deps.announce {
-        Some(emitter) => services::announce_received(deps.store, emitter, &receipt).await,
-        None => Ok(()),
+    if let Some(emitter) = deps.announce {
+        services::announce_received(deps.store, emitter, &receipt).await?;
     }
+    if let Some(f) = deps.flows {
+        flows::start_on_receipt(f.starter, f.set, alert, &receipt).await?;
+    }
+    Ok(())
 }
 
 /// Logs why a record failed: retried (a store or queue hiccup) or bound for the DLQ.
@@ -277,6 +293,8 @@ pub struct PublisherDeps<'a> {
     pub reviews: &'a dyn ReviewScheduler,
     pub review_step: &'a LambdaReviewStep,
     pub clock: &'a dyn Clock,
+    /// Flows start after each publication that matches them.
+    pub flows: Option<FlowDeps<'a>>,
 }
 
 /// State-machine task, after the review delay: gets the verdict from the review step
@@ -306,12 +324,41 @@ pub async fn emitter_publisher(
         &input.publication_id,
     )
     .await?;
+    if let Some(f) = deps.flows {
+        // A failure fails the task: Step Functions retries it, and publishing again is
+        // idempotent, so the retry starts what this one could not.
+        flows::start_after_publication(f.starter, f.set, &published).await?;
+    }
     Ok(PublishOutput {
         publications: published.publications,
         severity: published
             .result
             .map(|r| r.severity)
             .unwrap_or(Severity::Unclassified),
+    })
+}
+
+/// The flows state machine's task: moves the run on as far as it goes now (each step at
+/// most once, whatever is retried), and says how long to wait before the next call.
+pub async fn flow_runner(
+    store: &dyn Store,
+    runner: &dyn StepRunner,
+    clock: &dyn Clock,
+    set: &FlowSet,
+    input: FlowInput,
+) -> Result<FlowOutput, PipelineError> {
+    let advanced = flows::advance(store, runner, clock, set, &input.key).await?;
+    Ok(match advanced {
+        Advance::Finished => FlowOutput {
+            key: input.key,
+            finished: true,
+            wait_seconds: 0,
+        },
+        Advance::WaitUntil(at) => FlowOutput {
+            wait_seconds: (at - clock.now()).num_seconds().max(0) as u64,
+            key: input.key,
+            finished: false,
+        },
     })
 }
 

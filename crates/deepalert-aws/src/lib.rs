@@ -3,6 +3,7 @@
 //! the `lambda-*` binaries share (configuration from the environment, JSON logs).
 
 pub mod env;
+pub mod flows;
 pub mod handlers;
 pub mod plugin_state;
 pub mod reviewer;
@@ -10,6 +11,7 @@ pub mod sns;
 pub mod store;
 pub mod workflow;
 
+pub use flows::{FlowsConfig, SfnFlows};
 pub use plugin_state::DynamoPluginState;
 pub use reviewer::{LambdaReviewStep, LambdaReviewer, ReviewStep};
 pub use sns::{SnsEmitter, SnsTaskBus};

@@ -47,6 +47,7 @@ fn function_environments_are_exactly_what_the_code_reads() {
             "dispatcher",
             "emitter-publisher",
             "event-router",
+            "flow-runner",
             "inspector-gateway",
             "receptor",
             "review-invoker"
@@ -438,8 +439,8 @@ async fn operator_parameters_deploy_what_they_say() {
     );
     assert_eq!(
         got["log_retention"].as_object().unwrap().len(),
-        7,
-        "6 functions and the state machine: {got}"
+        9,
+        "7 functions and the 2 state machines: {got}"
     );
     // EventBridge rules of the account may publish alerts.
     let statements = got["topic_policy"]["Statement"].as_array().unwrap();
@@ -482,6 +483,8 @@ async fn operator_parameters_deploy_what_they_say() {
             "EmitterPublisherErrorsAlarm",
             "EventDeadLetterAlarm",
             "EventRouterErrorsAlarm",
+            "FlowRunnerErrorsAlarm",
+            "FlowsFailedAlarm",
             "InspectionDeadLetterAlarm",
             "InspectorGatewayErrorsAlarm",
             "ReceptorErrorsAlarm",

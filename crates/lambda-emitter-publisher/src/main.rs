@@ -3,7 +3,7 @@
 //! and publishes the report to the report topic with `status`, `severity`, `detector` and
 //! `rule_id` message attributes, for emitters' filter policies.
 
-use deepalert_aws::handlers::{PublishInput, PublisherDeps, emitter_publisher};
+use deepalert_aws::handlers::{FlowDeps, PublishInput, PublisherDeps, emitter_publisher};
 use deepalert_aws::{LambdaReviewStep, SfnReviews, SnsEmitter, env};
 use deepalert_core::SectionFormat;
 use deepalert_core::ports::SystemClock;
@@ -22,6 +22,17 @@ async fn main() -> Result<(), Error> {
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
+    let flows_config =
+        deepalert_aws::FlowsConfig::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())?;
+    let flow_set = flows_config.starting_set()?;
+    let flow_starter = if flow_set.is_empty() {
+        None
+    } else {
+        Some(deepalert_aws::SfnFlows::new(
+            aws_sdk_sfn::Client::new(&sdk),
+            env::var("FLOW_STATE_MACHINE_ARN")?,
+        ))
+    };
     let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic, sections);
     let reviews = SfnReviews::new(aws_sdk_sfn::Client::new(&sdk), state_machine, review_delay);
     let review_step = LambdaReviewStep::new(aws_sdk_lambda::Client::new(&sdk), review_invoker);
@@ -31,6 +42,10 @@ async fn main() -> Result<(), Error> {
         reviews: &reviews,
         review_step: &review_step,
         clock: &SystemClock,
+        flows: flow_starter.as_ref().map(|starter| FlowDeps {
+            set: &flow_set,
+            starter,
+        }),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(

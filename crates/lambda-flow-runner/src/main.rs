@@ -1,0 +1,80 @@
+//! flow-runner: the task of the `<stack>-flows` state machine. Moves one flow run on —
+//! notify, check, remediate, each step at most once — and answers how long the state
+//! machine should wait before calling again. Its role holds only the permissions the
+//! configured flows need (`make deploy` works them out).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deepalert_aws::env;
+use deepalert_aws::flows::{FlowInput, FlowsConfig};
+use deepalert_aws::handlers::flow_runner;
+use deepalert_core::flows::FlowSet;
+use deepalert_core::ports::SystemClock;
+use deepalert_plugins::builtin;
+use deepalert_plugins::responses::{self, Responder};
+use deepalert_plugins::secrets::{SECRET_ARN_SUFFIX, SSM_PARAMETER_SUFFIX, Secrets};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracing::{error, info};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    deepalert_aws::init_logging(env::optional("RUST_LOG"));
+    run()
+        .await
+        .inspect_err(|e| error!(error = %e, "cannot start"))
+}
+
+async fn run() -> Result<(), Error> {
+    let table = env::var("TABLE_NAME")?;
+    let retention_days = env::number("RETENTION_DAYS", 30)?;
+    let config = FlowsConfig::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())?;
+
+    let sdk = deepalert_aws::sdk_config().await;
+    let store = deepalert_aws::store(&sdk, table, retention_days);
+
+    // Secrets the notifiers' options name are looked up where `secrets` says: an ARN in
+    // Secrets Manager, or `ssm:<parameter>`.
+    let locations: HashMap<String, String> = config
+        .secrets
+        .iter()
+        .map(|(name, at)| match at.strip_prefix("ssm:") {
+            Some(p) => (format!("{name}{SSM_PARAMETER_SUFFIX}"), p.to_string()),
+            None => (format!("{name}{SECRET_ARN_SUFFIX}"), at.clone()),
+        })
+        .collect();
+    let secrets = Secrets::new(move |k| locations.get(k).cloned(), Some(sdk.clone()));
+    let base_dir = std::path::PathBuf::from(".");
+    let ctx = builtin::Context {
+        base_dir: &base_dir,
+        secret: &secrets,
+        aws: Some(&sdk),
+    };
+    let mut notifiers = HashMap::new();
+    for n in &config.notifiers {
+        let made = builtin::notifier(&n.builtin, n.options.clone(), &ctx)
+            .await
+            .map_err(|e| format!("notifier {}: {e}", n.name))?;
+        notifiers.insert(n.name.clone(), made);
+    }
+    let mut responder = Responder::new(notifiers, HashMap::new(), Some(sdk), base_dir, false);
+    let set = FlowSet::new(
+        config.flows,
+        &responder.notify_targets(),
+        responses::CHECKS,
+        responses::REMEDIATIONS,
+    )?;
+    responder.prepare(&set)?;
+    info!(flows = set.iter().count(), "flows loaded");
+
+    let responder = Arc::new(responder);
+    let (store, set, responder) = (&store, &set, &responder);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<FlowInput>| async move {
+            flow_runner(store, responder.as_ref(), &SystemClock, set, event.payload)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}
