@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY_FIELDS = {"StackName": str, "Region": str, "CodeS3Bucket": str, "CodeS3Prefix": str}
 # deploy.jsonnet fields that may be left out, with their defaults.
 OPTIONAL_DEPLOY_FIELDS = {"Regions": []}
-LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher", "event-router"]
+LAMBDAS = ["receptor", "dispatcher", "inspector-gateway", "review-invoker", "emitter-publisher", "event-router", "flow-runner"]
 # Where each preset's events come from (EventBridge source, detail-type): the stack's event
 # rule takes these. Kept equal to the presets' own `sources()` by a test.
 PRESET_SOURCES = {
@@ -49,8 +49,12 @@ FINDINGS_SOURCES = {
     "guardduty": ("aws.guardduty", "GuardDuty Finding"),
     "securityhub": ("aws.securityhub", "Security Hub Findings - Imported"),
 }
-# Template parameters written from Rules and Findings, never set by hand.
-DERIVED_PARAMETERS = {"RulesConfig", "EventSources", "EventDetailTypes"}
+# Template parameters written from Rules and Findings, and from Flows, Notifiers and
+# FlowSecrets; never set by hand.
+DERIVED_PARAMETERS = {"RulesConfig", "EventSources", "EventDetailTypes",
+                      "FlowsConfig", "FlowActions", "FlowSecretArns", "FlowTopicArns"}
+# Lambda allows 4 KB of environment per function; FLOWS_CONFIG shares it with the others.
+FLOWS_CONFIG_LIMIT = 3000
 BUILTIN_LAMBDAS = ["builtin"]
 
 
@@ -229,6 +233,71 @@ def rules_parameters(stack, stack_path):
     return config, ",".join(sorted({s for s, _ in sources})), detail_types, policies
 
 
+def deepalert_cli():
+    """The `deepalert` command that checks flows: $DEEPALERT_CLI, or built from this tree."""
+    if os.environ.get("DEEPALERT_CLI"):
+        return [os.environ["DEEPALERT_CLI"]]
+    return ["cargo", "run", "--quiet", "--manifest-path", os.path.join(ROOT, "Cargo.toml"),
+            "-p", "deepalert-cli", "--bin", "deepalert", "--"]
+
+
+def partition_of(region):
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def flows_parameters(stack, stack_name, region):
+    """Flows, Notifiers and FlowSecrets of stack.jsonnet -> the FlowsConfig, FlowActions,
+    FlowSecretArns and FlowTopicArns parameters. The document is checked by `deepalert
+    flows check`, as the flow runner checks it at its start, which also works out the IAM
+    actions its checks and remediations need."""
+    flows = stack.pop("Flows", [])
+    notifiers = stack.pop("Notifiers", [])
+    secrets = stack.pop("FlowSecrets", {})
+    if not isinstance(flows, list) or not all(isinstance(f, dict) for f in flows):
+        fail("stack.jsonnet: Flows must be a list of flows ({name, steps, ...}; README, \"Responding\")")
+    if not isinstance(notifiers, list) or not all(isinstance(n, dict) for n in notifiers):
+        fail("stack.jsonnet: Notifiers must be a list of {name, builtin, options}")
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+        fail("stack.jsonnet: FlowSecrets maps a secret's name to a Secrets Manager ARN or 'ssm:<parameter name>'")
+    if not flows and not notifiers:
+        return {"FlowsConfig": "", "FlowActions": "", "FlowSecretArns": "", "FlowTopicArns": ""}
+    document = {"flows": flows, "notifiers": notifiers, "secrets": secrets}
+    os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
+    path = os.path.join(ROOT, "target", "flows-%s.json" % stack_name)
+    with open(path, "w") as f:
+        json.dump(document, f, indent=1)
+    try:
+        checked = subprocess.run(deepalert_cli() + ["flows", "check", path], capture_output=True, text=True)
+    except OSError as e:
+        fail("cannot run `deepalert flows check` (%s); set DEEPALERT_CLI to a deepalert binary" % e)
+    if checked.returncode != 0:
+        fail("stack.jsonnet: the flows are not sound: %s" % (checked.stderr.strip() or checked.stdout.strip()))
+    actions = json.loads(checked.stdout)["iam_actions"]
+    config = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    if len(config.encode()) > FLOWS_CONFIG_LIMIT:
+        fail("stack.jsonnet: Flows, Notifiers and FlowSecrets take %d bytes as JSON; at most %d fit in a "
+             "Lambda's environment. Shorten templates, or move long ones into fewer steps."
+             % (len(config.encode()), FLOWS_CONFIG_LIMIT))
+    arns = []
+    for name, at in sorted(secrets.items()):
+        if at.startswith("ssm:"):
+            parameter = at[len("ssm:"):].lstrip("/")
+            arns.append("arn:%s:ssm:%s:*:parameter/%s" % (partition_of(region), region, parameter))
+        elif at.startswith("arn:") and ":secretsmanager:" in at:
+            # GetSecretValue is granted on the ARN and the versions suffix AWS appends.
+            arns.append(at if at.endswith("*") else at + "*")
+        else:
+            fail("stack.jsonnet: FlowSecrets.%s is %r: a Secrets Manager ARN or 'ssm:<parameter name>'" % (name, at))
+    topics = sorted({n.get("options", {}).get("sns_topic_arn") for n in notifiers
+                     if n.get("builtin") == "email" and n.get("options", {}).get("sns_topic_arn")})
+    return {"FlowsConfig": config, "FlowActions": ",".join(actions),
+            "FlowSecretArns": ",".join(arns), "FlowTopicArns": ",".join(topics)}
+
+
 def plan(deploy_path, stack_path, template, builtins=False):
     deploy = render(deploy_path)
     stack = render(stack_path)
@@ -260,10 +329,12 @@ def plan(deploy_path, stack_path, template, builtins=False):
             fail("%s: set %s (it is still %r)" % (stack_file, key, value))
     build_env = {}
     rules_config = event_sources = event_detail_types = None
+    flow_params = {}
     if not builtins:
         for key in DERIVED_PARAMETERS & set(stack):
-            fail("%s: %s is written from Rules and Findings; set those instead" % (stack_file, key))
+            fail("%s: %s is written from Rules and Findings, or Flows, Notifiers and FlowSecrets; set those instead" % (stack_file, key))
         rules_config, event_sources, event_detail_types, rule_policies = rules_parameters(stack, stack_path)
+        flow_params = flows_parameters(stack, stack_name, deploy["Region"])
         if rule_policies:
             build_env["DEEPALERT_RULE_POLICY_DIR"] = rule_policies
     policies = stack.pop("ReviewerPolicies", "") if not builtins else ""
@@ -287,6 +358,7 @@ def plan(deploy_path, stack_path, template, builtins=False):
             fail("%s: %s must be a string, got %r" % (stack_file, key, value))
     if rules_config is not None:
         stack.update({"RulesConfig": rules_config, "EventSources": event_sources, "EventDetailTypes": event_detail_types})
+    stack.update(flow_params)
     missing = [k for k, p in params.items() if k not in stack and p["default"] is None]
     if missing:
         fail("%s: set %s (parameters of %s without a default)" % (stack_file, ", ".join(missing), template_file))

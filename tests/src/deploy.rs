@@ -32,6 +32,16 @@ pub fn env_reads(source: &str) -> BTreeSet<String> {
 /// `deploy.py --dry-run ARGS --deploy <deploy> [--stack <file named stack.0 holding stack.1>]`:
 /// (success, output).
 pub fn deploy_dry_run(args: &[&str], deploy: &str, stack: Option<(&str, &str)>) -> (bool, String) {
+    deploy_dry_run_env(args, deploy, stack, &[])
+}
+
+/// The same, with these environment variables set (`DEEPALERT_CLI`, say).
+pub fn deploy_dry_run_env(
+    args: &[&str],
+    deploy: &str,
+    stack: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let deploy_path = dir.path().join("deploy.jsonnet");
     std::fs::write(&deploy_path, deploy).unwrap();
@@ -49,7 +59,7 @@ pub fn deploy_dry_run(args: &[&str], deploy: &str, stack: Option<(&str, &str)>) 
         argv.push(stack_path.display().to_string());
     }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    run_venv_tool("python", &argv)
+    crate::moto::run_venv_tool_env("python", &argv, env)
 }
 
 /// The words of a command line as `shlex.join` (the dry run) quotes them.

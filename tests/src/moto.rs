@@ -196,8 +196,14 @@ impl Drop for Moto {
 
 /// Runs a `.venv` tool to completion: (success, stdout + stderr).
 pub fn run_venv_tool(name: &str, args: &[&str]) -> (bool, String) {
+    run_venv_tool_env(name, args, &[])
+}
+
+/// The same, with these environment variables set.
+pub fn run_venv_tool_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(venv_tool(name))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo_root())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));

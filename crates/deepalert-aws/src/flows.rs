@@ -1,52 +1,34 @@
-//! Response flows on AWS: their configuration (the `FlowsConfig` parameter, written by
-//! `make deploy` from stack.jsonnet), and flow runs as executions of the
+//! Response flows on AWS (configured by the `FlowsConfig` parameter, a
+//! `deepalert_core::flows::FlowsDocument`): flow runs as executions of the
 //! `<stack>-flows` state machine — a loop of the flow-runner task and a Wait, so a wait
 //! holds no Lambda.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use deepalert_core::flows::{FlowConfig, FlowError, FlowRunKey, FlowSet};
+use deepalert_core::flows::{FlowRunKey, FlowSet, FlowsDocument};
 use deepalert_core::ports::{FlowStarter, PortError, PortResult};
 use serde::{Deserialize, Serialize};
 
-/// What `FLOWS_CONFIG` holds: the flows, the notifiers their `notify` steps name (built-in
-/// kinds and options, as `[[notifier]]` locally), and where the secrets those options
-/// name live (name → Secrets Manager ARN, or SSM parameter name when it starts with
-/// `ssm:`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowsConfig {
-    #[serde(default)]
-    pub flows: Vec<FlowConfig>,
-    #[serde(default)]
-    pub notifiers: Vec<NotifierConfig>,
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifierConfig {
-    pub name: String,
-    pub builtin: String,
-    #[serde(default)]
-    pub options: serde_json::Value,
-}
-
-impl FlowsConfig {
-    /// Empty text is no flows.
-    pub fn parse(text: &str) -> Result<FlowsConfig, String> {
-        if text.trim().is_empty() {
-            return Ok(FlowsConfig::default());
-        }
-        serde_json::from_str(text).map_err(|e| format!("FLOWS_CONFIG is not a flows document: {e}"))
+/// What the functions that start flow runs need (receptor, event-router,
+/// emitter-publisher): the flows of `FLOWS_CONFIG` (checked for structure; the flow
+/// runner checks the rest at its start) and the state machine to start them on. `None`
+/// without flows.
+pub fn flow_starting(
+    sdk: &aws_config::SdkConfig,
+    flows_config: &str,
+    state_machine_arn: impl FnOnce() -> Result<String, crate::env::EnvError>,
+) -> Result<Option<(FlowSet, SfnFlows)>, String> {
+    let document = FlowsDocument::parse(flows_config).map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
+    let set = document
+        .starting_set()
+        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
+    if set.is_empty() {
+        return Ok(None);
     }
-
-    /// The flows, for the functions that start them.
-    pub fn starting_set(&self) -> Result<FlowSet, FlowError> {
-        FlowSet::structural(self.flows.clone())
-    }
+    let arn = state_machine_arn().map_err(|e| e.to_string())?;
+    Ok(Some((
+        set,
+        SfnFlows::new(aws_sdk_sfn::Client::new(sdk), arn),
+    )))
 }
 
 /// An execution name (at most 80 characters of letters, digits, `-` and `_`): the run's
@@ -150,12 +132,5 @@ mod tests {
                 ..long
             })
         );
-    }
-
-    #[test]
-    fn empty_config_is_no_flows_and_bad_config_says_why() {
-        assert_eq!(FlowsConfig::parse("").unwrap(), FlowsConfig::default());
-        let err = FlowsConfig::parse(r#"{"flow": []}"#).unwrap_err();
-        assert!(err.contains("unknown field `flow`"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ pub mod sns;
 pub mod store;
 pub mod workflow;
 
-pub use flows::{FlowsConfig, SfnFlows};
+pub use flows::SfnFlows;
 pub use plugin_state::DynamoPluginState;
 pub use reviewer::{LambdaReviewStep, LambdaReviewer, ReviewStep};
 pub use sns::{SnsEmitter, SnsTaskBus};

@@ -399,3 +399,166 @@ async fn partial_batches_keep_the_good_and_dead_letter_the_bad() {
     assert!(logs.contains("inspection message refused"), "{logs}");
     assert!(logs.contains("dispatch message refused"), "{logs}");
 }
+
+/// A response flow on the stack as it ships: the publication starts an execution of the
+/// flows state machine; the flow runner (its real binary) mails through an SNS topic,
+/// the execution waits (a Wait state, no Lambda), checks the IAM user still exists and
+/// contains it; every step is on the report's timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flow_notifies_waits_checks_and_contains_the_user() {
+    let mail_topic = "arn:aws:sns:us-east-1:123456789012:sec-mail";
+    let flows = json!({
+        "notifiers": [{"name": "sec-email", "builtin": "email",
+                       "options": {"sns_topic_arn": mail_topic}}],
+        "flows": [{
+            "name": "contain-user",
+            "rule_id": "non-compliant-user-created",
+            "min_severity": "urgent",
+            "steps": [
+                {"notify": "sec-email", "template": "new user {{ report.alerts[0].alert_key }}: {{ reason }}"},
+                {"wait": "3s"},
+                {"check": "iam-user-exists"},
+                {"remediate": "iam-user", "options": {"dry_run": false}}
+            ]
+        }]
+    });
+    let stack = Stack::start(StackOptions {
+        reviewer: Reviewer::Answers(json!({"severity": "urgent", "reason": "not our naming"})),
+        parameters: json!({
+            "FlowsConfig": flows.to_string(),
+            "FlowActions": "iam:GetUser,iam:PutUserPolicy,iam:UpdateAccessKey,iam:DeleteLoginProfile",
+            "FlowTopicArns": mail_topic,
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    // The runner's role holds exactly the flows' actions; the other functions have none.
+    let runner_policy = stack
+        .deployed
+        .properties("FlowRunnerFunctionRole")
+        .to_string();
+    assert!(
+        runner_policy.contains("iam:PutUserPolicy"),
+        "{runner_policy}"
+    );
+    assert!(
+        !stack
+            .deployed
+            .properties("ReceptorFunctionRole")
+            .to_string()
+            .contains("iam:PutUserPolicy")
+    );
+
+    let mail = stack.aws.create_topic("sec-mail").await;
+    assert_eq!(mail, mail_topic);
+    let (inbox, inbox_arn) = stack.aws.create_queue("inbox", 30, None).await;
+    stack
+        .aws
+        .subscribe_queue(&mail, &inbox_arn, true, None)
+        .await;
+    let iam = aws_sdk_iam::Client::new(&stack.aws.sdk);
+    iam.create_user().user_name("mallory").send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("mallory")
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap()
+        .access_key_id;
+
+    stack
+        .publish_alert(&json!({
+            "detector": "aws-cloudtrail",
+            "rule_id": "non-compliant-user-created",
+            "alert_key": "mallory",
+            "description": "IAM user created outside the naming convention",
+            "attributes": [
+                {"type": "username", "key": "created user", "value": "mallory", "context": ["object"]},
+                {"type": "username", "key": "creator", "value": "admin", "context": ["subject"]}
+            ],
+            "body": {"account": "123456789012", "region": "us-east-1"}
+        }))
+        .await;
+    let published = stack.wait_published(60).await;
+    assert_eq!(published.len(), 1, "{}", stack.diagnostics().await);
+    let report_id = published[0].0.id;
+
+    let flows_machine = stack.deployed.physical("FlowsStateMachine");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let execution = loop {
+        let executions = stack
+            .aws
+            .sfn
+            .list_executions()
+            .state_machine_arn(&flows_machine)
+            .send()
+            .await
+            .unwrap()
+            .executions;
+        if let Some(e) = executions.iter().find(|e| e.status.as_str() != "RUNNING") {
+            break e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no flow execution ended: {executions:?}\n{}",
+            stack.lambda.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        execution.name,
+        format!("{report_id}-contain-user-p1"),
+        "one execution per (report, flow, publication)"
+    );
+    assert_eq!(
+        execution.status.as_str(),
+        "SUCCEEDED",
+        "{}",
+        stack.lambda.logs()
+    );
+
+    // The mail went out through the topic, with the template filled in.
+    let mails = stack.aws.drain(&inbox, Duration::from_secs(10)).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let body = mails[0].body().unwrap();
+    assert!(body.contains("new user mallory: not our naming"), "{body}");
+    // Contained, reversibly: a deny-all inline policy, the key deactivated; the user stays.
+    let policy = iam
+        .get_user_policy()
+        .user_name("mallory")
+        .policy_name("deepalert-deny-all")
+        .send()
+        .await
+        .expect("the deny-all policy is attached");
+    assert!(policy.policy_document.contains("Deny"));
+    let keys = iam
+        .list_access_keys()
+        .user_name("mallory")
+        .send()
+        .await
+        .unwrap()
+        .access_key_metadata;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].access_key_id.as_deref(), Some(key.as_str()));
+    assert_eq!(keys[0].status.as_ref().unwrap().as_str(), "Inactive");
+    // The admin (the subject, not the object) is untouched: no such user was needed.
+
+    // Every step on the report's timeline.
+    use deepalert_core::ports::Store;
+    let store = deepalert_aws::store(&stack.aws.sdk, stack.table.clone(), 30);
+    let report = store.compile_report(report_id).await.unwrap().unwrap();
+    let flow_entries: Vec<String> = report
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "flow")
+        .map(|e| e.message.clone())
+        .collect();
+    assert!(flow_entries.len() >= 4, "{flow_entries:#?}");
+    let all = flow_entries.join("\n");
+    for step in ["notify", "wait", "check", "remediate"] {
+        assert!(all.contains(step), "{step} in {all}");
+    }
+    assert!(all.contains("mallory"), "{all}");
+}

@@ -1,8 +1,9 @@
 //! `deepalert`: run the pipeline on one machine (`serve`), send it alerts (`send`) and
 //! cloud events (`events send`), read its reports (`reports`), and test reviewer policies
-//! (`policy`) and rules (`rules`).
+//! (`policy`), rules (`rules`) and flows (`flows`).
 
 mod client;
+mod flows;
 mod policy;
 mod rules;
 mod serve;
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Check response flows as deployed on AWS.
+    Flows {
+        #[command(subcommand)]
+        command: FlowsCommand,
+    },
     /// Post cloud event files (an EventBridge event, an array of them, or a CloudTrail log
     /// file, gzipped or not) to a running server.
     Events {
@@ -80,6 +86,14 @@ enum RulesCommand {
     /// Print what the rules would make of the events in a file, storing nothing. RULES is
     /// a configuration file (its [[rule]]s and [findings]) or a directory of Rego rules.
     Eval { rules: PathBuf, events: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum FlowsCommand {
+    /// Check a flows document (JSON: {"flows", "notifiers", "secrets"}, what `make deploy`
+    /// writes from stack.jsonnet) as the flow runner does at its start; print its flows,
+    /// notifiers and the IAM actions they need. Exit 1 naming what is wrong.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +161,9 @@ fn main() -> ExitCode {
                     rules: path,
                     events,
                 } => rules::eval(&path, &events),
+            },
+            Command::Flows { command } => match command {
+                FlowsCommand::Check { file } => flows::check(&file).await,
             },
             Command::Events { command, server } => match command {
                 EventsCommand::Send { files } => rules::send(&server, &files).await,

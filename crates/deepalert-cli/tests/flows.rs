@@ -252,3 +252,166 @@ fn a_broken_flow_stops_start_up_naming_it() {
         assert!(err.contains(expected), "{flows}\n→ {err}");
     }
 }
+
+// ---- Flows on AWS: `deepalert flows check` and what `make deploy` makes of them ----
+
+const DEPLOY: &str = "{ StackName: 'da-flows', Region: 'eu-west-1', CodeS3Bucket: 'code-bucket', CodeS3Prefix: 'fn' }";
+
+const AWS_FLOWS: &str = r#"{
+  Notifiers: [
+    { name: 'sec-email', builtin: 'email', options: { sns_topic_arn: 'arn:aws:sns:eu-west-1:123456789012:sec-mail' } },
+    { name: 'sec-chat', builtin: 'discord', options: { webhook_url_env: 'DISCORD_URL' } },
+  ],
+  FlowSecrets: {
+    DISCORD_URL: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:discord-AbCdEf',
+  },
+  Flows: [
+    {
+      name: 'contain-user',
+      rule_id: 'non-compliant-user-created',
+      min_severity: 'urgent',
+      steps: [
+        { notify: 'sec-email', template: 'user {{ report.alerts[0].alert_key }}' },
+        { wait: '10m' },
+        { check: 'iam-user-exists' },
+        { parallel: [
+          { remediate: 'iam-user', options: { dry_run: false } },
+          { notify: 'sec-chat' },
+        ] },
+      ],
+    },
+  ],
+}"#;
+
+fn flows_check(document: &Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.json");
+    std::fs::write(&path, document.to_string()).unwrap();
+    let out = Command::new(BIN)
+        .args(["flows", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn flows_check_names_what_is_wrong_and_the_permissions_needed() {
+    let good = json!({
+        "flows": [{"name": "contain", "steps": [
+            {"check": "instance-running"},
+            {"remediate": "ec2-instance", "options": {"mode": "stop", "dry_run": false}}
+        ]}]
+    });
+    let (ok, out) = flows_check(&good);
+    assert!(ok, "{out}");
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = printed["iam_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"ec2:DescribeInstances"), "{actions:?}");
+    assert!(actions.contains(&"ec2:StopInstances"), "{actions:?}");
+    assert!(
+        !actions.iter().any(|a| a.starts_with("iam:")),
+        "no IAM without an IAM step: {actions:?}"
+    );
+
+    for (document, says) in [
+        (
+            json!({"flows": [{"name": "f", "steps": [{"check": "moon-phase"}]}]}),
+            "moon-phase",
+        ),
+        (
+            json!({"flows": [{"name": "f", "steps": [{"notify": "nobody"}]}]}),
+            "nobody",
+        ),
+        (
+            json!({"flows": [{"name": "f", "steps": [{"remediate": "ec2-instance", "options": {"mode": "melt"}}]}]}),
+            "melt",
+        ),
+        (
+            json!({"notifiers": [{"name": "chat", "builtin": "discord", "options": {"webhook_url_env": "NOT_LISTED"}}]}),
+            "NOT_LISTED",
+        ),
+        (json!({"flow": []}), "unknown field `flow`"),
+    ] {
+        let (ok, out) = flows_check(&document);
+        assert!(!ok, "{document} was accepted");
+        assert!(out.contains(says), "{document}: {out}");
+    }
+}
+
+#[test]
+fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
+    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run_env(
+        &[],
+        DEPLOY,
+        Some(("stack.jsonnet", AWS_FLOWS)),
+        &[("DEEPALERT_CLI", BIN)],
+    );
+    assert!(ok, "{out}");
+    let values = deepalert_testkit::deploy::override_values(&out);
+    let config: Value = serde_json::from_str(&values["FlowsConfig"]).unwrap();
+    assert_eq!(config["flows"][0]["name"], "contain-user");
+    assert_eq!(config["notifiers"].as_array().unwrap().len(), 2);
+    let actions: Vec<&str> = values["FlowActions"].split(',').collect();
+    for wanted in [
+        "iam:GetUser",
+        "iam:PutUserPolicy",
+        "iam:UpdateAccessKey",
+        "iam:DeleteLoginProfile",
+    ] {
+        assert!(actions.contains(&wanted), "{wanted} in {actions:?}");
+    }
+    assert!(
+        !actions.contains(&"iam:DeleteUser"),
+        "reversible remediation: no DeleteUser in {actions:?}"
+    );
+    assert_eq!(
+        values["FlowSecretArns"],
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:discord-AbCdEf*"
+    );
+    assert_eq!(
+        values["FlowTopicArns"],
+        "arn:aws:sns:eu-west-1:123456789012:sec-mail"
+    );
+
+    // Without flows, the parameters are passed empty (an update removes old flows).
+    let (ok, out) =
+        deepalert_testkit::deploy::deploy_dry_run(&[], DEPLOY, Some(("stack.jsonnet", "{}")));
+    assert!(ok, "{out}");
+    let values = deepalert_testkit::deploy::override_values(&out);
+    assert_eq!(values["FlowsConfig"], "");
+    assert_eq!(values["FlowActions"], "");
+
+    // A broken flow stops the deploy, naming it.
+    let broken = AWS_FLOWS.replace("iam-user-exists", "iam-user-gone");
+    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run_env(
+        &[],
+        DEPLOY,
+        Some(("stack.jsonnet", &broken)),
+        &[("DEEPALERT_CLI", BIN)],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("contain-user") && out.contains("iam-user-gone"),
+        "{out}"
+    );
+    // FlowsConfig is not set by hand.
+    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run(
+        &[],
+        DEPLOY,
+        Some(("stack.jsonnet", "{ FlowActions: ['iam:*'] }")),
+    );
+    assert!(!ok && out.contains("FlowActions is written from"), "{out}");
+}

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deepalert_aws::env;
-use deepalert_aws::flows::{FlowInput, FlowsConfig};
+use deepalert_aws::flows::FlowInput;
 use deepalert_aws::handlers::flow_runner;
-use deepalert_core::flows::FlowSet;
+use deepalert_core::flows::FlowsDocument;
 use deepalert_core::ports::SystemClock;
 use deepalert_plugins::builtin;
-use deepalert_plugins::responses::{self, Responder};
+use deepalert_plugins::responses;
 use deepalert_plugins::secrets::{SECRET_ARN_SUFFIX, SSM_PARAMETER_SUFFIX, Secrets};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::{error, info};
@@ -28,7 +28,8 @@ async fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     let table = env::var("TABLE_NAME")?;
     let retention_days = env::number("RETENTION_DAYS", 30)?;
-    let config = FlowsConfig::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())?;
+    let config = FlowsDocument::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())
+        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
@@ -50,21 +51,10 @@ async fn run() -> Result<(), Error> {
         secret: &secrets,
         aws: Some(&sdk),
     };
-    let mut notifiers = HashMap::new();
-    for n in &config.notifiers {
-        let made = builtin::notifier(&n.builtin, n.options.clone(), &ctx)
-            .await
-            .map_err(|e| format!("notifier {}: {e}", n.name))?;
-        notifiers.insert(n.name.clone(), made);
-    }
-    let mut responder = Responder::new(notifiers, HashMap::new(), Some(sdk), base_dir, false);
-    let set = FlowSet::new(
-        config.flows,
-        &responder.notify_targets(),
-        responses::CHECKS,
-        responses::REMEDIATIONS,
-    )?;
-    responder.prepare(&set)?;
+    // No exec remediation on AWS: a Lambda has no programs of the user's to run.
+    let (set, responder) = responses::from_document(&config, &ctx, false)
+        .await
+        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
     info!(flows = set.iter().count(), "flows loaded");
 
     let responder = Arc::new(responder);

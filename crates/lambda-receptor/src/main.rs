@@ -23,17 +23,11 @@ async fn main() -> Result<(), Error> {
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
-    let flows_config =
-        deepalert_aws::FlowsConfig::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())?;
-    let flow_set = flows_config.starting_set()?;
-    let flow_starter = if flow_set.is_empty() {
-        None
-    } else {
-        Some(deepalert_aws::SfnFlows::new(
-            aws_sdk_sfn::Client::new(&sdk),
-            env::var("FLOW_STATE_MACHINE_ARN")?,
-        ))
-    };
+    let flows = deepalert_aws::flows::flow_starting(
+        &sdk,
+        &env::optional("FLOWS_CONFIG").unwrap_or_default(),
+        || env::var("FLOW_STATE_MACHINE_ARN"),
+    )?;
     let workflow = SqsDispatchQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         dispatch_queue,
@@ -60,10 +54,9 @@ async fn main() -> Result<(), Error> {
         clock: &SystemClock,
         settings: &settings,
         announce: announcer.as_ref().map(|e| e as &dyn Emitter),
-        flows: flow_starter.as_ref().map(|starter| FlowDeps {
-            set: &flow_set,
-            starter,
-        }),
+        flows: flows
+            .as_ref()
+            .map(|(set, starter)| FlowDeps { set, starter }),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

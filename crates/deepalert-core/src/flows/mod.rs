@@ -6,9 +6,11 @@
 //! loop on AWS; its history is the report's timeline.
 
 mod config;
+mod document;
 mod run;
 
 pub use config::{FlowConfig, FlowError, FlowSet, On, StepConfig};
+pub use document::{FlowsDocument, NotifierConfig};
 pub use run::{
     Advance, FlowRun, FlowRunKey, Plan, StepOutcome, StepRecord, StepState, advance, plan,
 };

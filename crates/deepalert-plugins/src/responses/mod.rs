@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deepalert_core::flows::{FlowConfig, FlowError, FlowSet, StepKind, StepOutcome, StepRunner};
+use deepalert_core::flows::{
+    FlowConfig, FlowError, FlowSet, FlowsDocument, StepKind, StepOutcome, StepRunner,
+};
 use deepalert_core::ports::EmitterPlugin;
 use deepalert_core::{AttrType, Report};
 use serde_json::{Value, json};
@@ -53,6 +55,41 @@ pub fn needs_aws(flows: &FlowSet) -> bool {
             _ => false,
         })
     })
+}
+
+/// The flows of a [`FlowsDocument`] with the responder that runs their steps: its
+/// notifiers built (their secrets looked up through `ctx`), every step checked as at
+/// start-up. Used by the flow runner on AWS and by `deepalert flows check`.
+pub async fn from_document(
+    document: &FlowsDocument,
+    ctx: &crate::builtin::Context<'_>,
+    allow_exec: bool,
+) -> Result<(FlowSet, Responder), String> {
+    let mut notifiers = HashMap::new();
+    for n in &document.notifiers {
+        let made = crate::builtin::notifier(&n.builtin, n.options.clone(), ctx)
+            .await
+            .map_err(|e| format!("notifier {}: {e}", n.name))?;
+        if notifiers.insert(n.name.clone(), made).is_some() {
+            return Err(format!("notifier {}: the name is used twice", n.name));
+        }
+    }
+    let mut responder = Responder::new(
+        notifiers,
+        HashMap::new(),
+        ctx.aws.cloned(),
+        ctx.base_dir.to_path_buf(),
+        allow_exec,
+    );
+    let set = FlowSet::new(
+        document.flows.clone(),
+        &responder.notify_targets(),
+        CHECKS,
+        REMEDIATIONS,
+    )
+    .map_err(|e| e.to_string())?;
+    responder.prepare(&set).map_err(|e| e.to_string())?;
+    Ok((set, responder))
 }
 
 /// The IAM actions the configured flows need, for a least-privilege role (`make deploy`

@@ -1,0 +1,60 @@
+//! The flows of a deployment as one JSON document: what `make deploy` writes from
+//! stack.jsonnet (`Flows`, `Notifiers`, `FlowSecrets`) into the `FlowsConfig` parameter,
+//! and what `deepalert flows check` reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FlowConfig, FlowError, FlowSet};
+
+/// The flows, the notifiers their `notify` steps name (built-in kinds and options, as
+/// `[[notifier]]` in the TOML config), and where the secrets those options name live
+/// (name → Secrets Manager ARN, or SSM parameter name when it starts with `ssm:`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsDocument {
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+    #[serde(default)]
+    pub notifiers: Vec<NotifierConfig>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    pub name: String,
+    pub builtin: String,
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+impl FlowsDocument {
+    /// Empty text is no flows.
+    pub fn parse(text: &str) -> Result<FlowsDocument, String> {
+        if text.trim().is_empty() {
+            return Ok(FlowsDocument::default());
+        }
+        serde_json::from_str(text).map_err(|e| format!("not a flows document: {e}"))
+    }
+
+    /// The flows, checked for structure only: for the functions that start runs, which
+    /// don't build notifiers.
+    pub fn starting_set(&self) -> Result<FlowSet, FlowError> {
+        FlowSet::structural(self.flows.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_is_no_flows_and_bad_text_says_why() {
+        assert_eq!(FlowsDocument::parse(" ").unwrap(), FlowsDocument::default());
+        let err = FlowsDocument::parse(r#"{"flow": []}"#).unwrap_err();
+        assert!(err.contains("unknown field `flow`"), "{err}");
+    }
+}
