@@ -192,7 +192,8 @@ def verify_packaged(template_path, packaged_path):
 
 def rules_parameters(stack, stack_path):
     """Rules and Findings of stack.jsonnet -> (RulesConfig, EventSources, EventDetailTypes,
-    the directory of Rego rules to build in or None)."""
+    the directory of Rego rules to build in or None, the presets whose default flows notify
+    someone)."""
     rules = stack.pop("Rules", [])
     findings = stack.pop("Findings", {})
     if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
@@ -200,9 +201,9 @@ def rules_parameters(stack, stack_path):
     if not isinstance(findings, dict) or set(findings) - set(FINDINGS_SOURCES) or not all(isinstance(v, bool) for v in findings.values()):
         fail("stack.jsonnet: Findings is {guardduty: true|false, securityhub: true|false}")
     findings = {k: findings.get(k, True) for k in FINDINGS_SOURCES}
-    sources, any_detail, policies = set(), False, None
+    sources, any_detail, policies, preset_flows = set(), False, None, []
     for i, r in enumerate(rules):
-        unknown = set(r) - {"preset", "policies", "enabled", "options", "sources"}
+        unknown = set(r) - {"preset", "policies", "enabled", "options", "sources", "notify"}
         if unknown:
             fail("stack.jsonnet: Rules[%d]: unknown key(s) %s" % (i, ", ".join(sorted(unknown))))
         if r.get("enabled", True) is False:
@@ -211,7 +212,13 @@ def rules_parameters(stack, stack_path):
             if r["preset"] not in PRESET_SOURCES:
                 fail("stack.jsonnet: Rules[%d]: no preset %r (presets: %s)" % (i, r["preset"], ", ".join(PRESET_SOURCES)))
             sources.update(PRESET_SOURCES[r["preset"]])
+            if r.get("notify") is not None:
+                if not isinstance(r["notify"], str):
+                    fail("stack.jsonnet: Rules[%d].notify is a notifier's name (of Notifiers)" % i)
+                preset_flows.append({"preset": r["preset"], "notify": r["notify"]})
         elif "policies" in r:
+            if "notify" in r:
+                fail("stack.jsonnet: Rules[%d].notify: only for presets (give a Rego rule's alerts a flow in Flows)" % i)
             if policies is not None:
                 fail("stack.jsonnet: Rules[%d]: on AWS, one directory of Rego rules (it is built into event-router)" % i)
             if not r.get("sources"):
@@ -230,7 +237,7 @@ def rules_parameters(stack, stack_path):
             sources.add(FINDINGS_SOURCES[name])
     config = json.dumps({"rules": rules, "findings": findings}, separators=(",", ":"), sort_keys=True)
     detail_types = "" if any_detail else ",".join(sorted({d for _, d in sources}))
-    return config, ",".join(sorted({s for s, _ in sources})), detail_types, policies
+    return config, ",".join(sorted({s for s, _ in sources})), detail_types, policies, preset_flows
 
 
 def deepalert_cli():
@@ -249,7 +256,7 @@ def partition_of(region):
     return "aws"
 
 
-def flows_parameters(stack, stack_name, region):
+def flows_parameters(stack, stack_name, region, preset_flows):
     """Flows, Notifiers and FlowSecrets of stack.jsonnet -> the FlowsConfig, FlowActions,
     FlowSecretArns and FlowTopicArns parameters. The document is checked by `deepalert
     flows check`, as the flow runner checks it at its start, which also works out the IAM
@@ -263,9 +270,11 @@ def flows_parameters(stack, stack_name, region):
         fail("stack.jsonnet: Notifiers must be a list of {name, builtin, options}")
     if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
         fail("stack.jsonnet: FlowSecrets maps a secret's name to a Secrets Manager ARN or 'ssm:<parameter name>'")
-    if not flows and not notifiers:
+    if not flows and not notifiers and not preset_flows:
         return {"FlowsConfig": "", "FlowActions": "", "FlowSecretArns": "", "FlowTopicArns": ""}
     document = {"flows": flows, "notifiers": notifiers, "secrets": secrets}
+    if preset_flows:
+        document["presets"] = preset_flows
     os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
     path = os.path.join(ROOT, "target", "flows-%s.json" % stack_name)
     with open(path, "w") as f:
@@ -333,8 +342,8 @@ def plan(deploy_path, stack_path, template, builtins=False):
     if not builtins:
         for key in DERIVED_PARAMETERS & set(stack):
             fail("%s: %s is written from Rules and Findings, or Flows, Notifiers and FlowSecrets; set those instead" % (stack_file, key))
-        rules_config, event_sources, event_detail_types, rule_policies = rules_parameters(stack, stack_path)
-        flow_params = flows_parameters(stack, stack_name, deploy["Region"])
+        rules_config, event_sources, event_detail_types, rule_policies, preset_flows = rules_parameters(stack, stack_path)
+        flow_params = flows_parameters(stack, stack_name, deploy["Region"], preset_flows)
         if rule_policies:
             build_env["DEEPALERT_RULE_POLICY_DIR"] = rule_policies
     policies = stack.pop("ReviewerPolicies", "") if not builtins else ""

@@ -386,6 +386,30 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
         "arn:aws:sns:eu-west-1:123456789012:sec-mail"
     );
 
+    // A preset that names a notifier brings its default flow, in dry run: reads only.
+    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run_env(
+        &[],
+        DEPLOY,
+        Some((
+            "stack.jsonnet",
+            "{ Rules: [{ preset: 'non-compliant-user-created', notify: 'sec-email', options: { user_name_pattern: 'svc-.*' } }],\n  Notifiers: [{ name: 'sec-email', builtin: 'email', options: { sns_topic_arn: 'arn:aws:sns:eu-west-1:123456789012:sec-mail' } }] }",
+        )),
+        &[("DEEPALERT_CLI", BIN)],
+    );
+    assert!(ok, "{out}");
+    let values = deepalert_testkit::deploy::override_values(&out);
+    let config: Value = serde_json::from_str(&values["FlowsConfig"]).unwrap();
+    assert_eq!(
+        config["presets"],
+        json!([{"preset": "non-compliant-user-created", "notify": "sec-email"}])
+    );
+    let actions: Vec<&str> = values["FlowActions"].split(',').collect();
+    assert!(actions.contains(&"iam:GetUser"), "{actions:?}");
+    assert!(
+        !actions.contains(&"iam:PutUserPolicy"),
+        "a dry-run IAM remediation changes nothing: {actions:?}"
+    );
+
     // Without flows, the parameters are passed empty (an update removes old flows).
     let (ok, out) =
         deepalert_testkit::deploy::deploy_dry_run(&[], DEPLOY, Some(("stack.jsonnet", "{}")));
@@ -414,4 +438,64 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
         Some(("stack.jsonnet", "{ FlowActions: ['iam:*'] }")),
     );
     assert!(!ok && out.contains("FlowActions is written from"), "{out}");
+}
+
+/// examples/responses.toml as shipped: the root sign-in's
+/// preset flow notifies at once; the instance flow notifies after review, then waits.
+#[test]
+fn the_example_responses_config_runs_preset_and_custom_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = deepalert_testkit::repo_root();
+    let config = dir.path().join("responses.toml");
+    std::fs::copy(root.join("examples/responses.toml"), &config).unwrap();
+    let server = Server::start(ServerSpec {
+        binary: Path::new(BIN),
+        config: Some(&config),
+        data: &dir.path().join("data"),
+        port: free_port(),
+        api_key: None,
+    });
+    let event = |name: &str| std::fs::read(root.join("tests/fixtures/events").join(name)).unwrap();
+    let (status, body) = server.post_bytes("/api/v1/events", event("ec2-runinstances.json"));
+    assert_eq!(status, 202, "{body}");
+    let instance_report = body["alerts"][0]["report_id"].as_str().unwrap().to_string();
+    let (status, body) = server.post_bytes("/api/v1/events", event("signin-root.json"));
+    assert_eq!(status, 202, "{body}");
+
+    let notified = dir.path().join("notified.jsonl");
+    let messages = || -> Vec<String> {
+        if !notified.exists() {
+            return vec![];
+        }
+        json_lines(&notified)
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    };
+    wait_until(30, "three notifications", || messages().len() >= 3);
+    let all = messages().join("\n");
+    assert!(all.contains("root-login"), "the preset flow: {all}");
+    assert!(
+        all.contains("Unauthorized instance i-0aaaaaaaaaaaaaaa1")
+            && all.contains("Unauthorized instance i-0aaaaaaaaaaaaaaa2"),
+        "the custom flow, one report per instance: {all}"
+    );
+    // The instance flow now waits its 10 minutes, on the report's timeline.
+    let report = server.wait_report(&instance_report, 20, |r| {
+        r["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["detail"]["state"] == "waiting"))
+    });
+    let flow_steps: Vec<&Value> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "flow")
+        .collect();
+    assert!(
+        flow_steps
+            .iter()
+            .all(|e| e["detail"]["flow"] == "contain-instance"),
+        "the preset's own flow was replaced: {flow_steps:#?}"
+    );
 }

@@ -490,14 +490,17 @@ impl Config {
         ctx: &builtin::Context<'_>,
         aws: Option<&aws_config::SdkConfig>,
     ) -> Result<Option<Flows>, ConfigError> {
-        if self.flows.is_empty() && self.notifiers.is_empty() {
-            return Ok(None);
-        }
         let invalid = |field: String, message: String| ConfigError::Invalid {
             path: self.base_dir.clone(),
             field,
             message,
         };
+        let all_flows = self
+            .all_flows()
+            .map_err(|e| invalid("flow".into(), e.to_string()))?;
+        if all_flows.is_empty() && self.notifiers.is_empty() {
+            return Ok(None);
+        }
         let mut notifiers: HashMap<String, Arc<dyn Notifier>> = HashMap::new();
         let mut plain: HashMap<String, Arc<dyn EmitterPlugin>> = HashMap::new();
         for (i, n) in self.notifiers.iter().enumerate() {
@@ -521,14 +524,14 @@ impl Config {
                 }
             }
         }
-        if self.flows.is_empty() {
+        if all_flows.is_empty() {
             // Built (and so checked) all the same: a broken notifier is found now.
             return Ok(None);
         }
         let mut responder =
             Responder::new(notifiers, plain, aws.cloned(), self.base_dir.clone(), true);
         let set = FlowSet::new(
-            self.flows.clone(),
+            all_flows,
             &responder.notify_targets(),
             responses::CHECKS,
             responses::REMEDIATIONS,
@@ -583,7 +586,24 @@ impl Config {
             .filter_map(|p| p.builtin.as_deref())
             .any(|b| builtin::NEEDS_AWS.contains(&b))
             || self.emitters.iter().chain(&self.notifiers).any(sns_email)
-            || self.flows.iter().flat_map(|f| &f.steps).any(step_needs_aws)
+            || self
+                .all_flows()
+                .unwrap_or_else(|_| self.flows.clone())
+                .iter()
+                .flat_map(|f| &f.steps)
+                .any(step_needs_aws)
+    }
+
+    /// The `[[flow]]`s with the default flows of the preset rules that name a notifier
+    /// (`notify`), a `[[flow]]` of the same name replacing a default.
+    pub fn all_flows(&self) -> Result<Vec<FlowConfig>, deepalert_core::flows::FlowError> {
+        let presets: Vec<(String, String)> = self
+            .rules
+            .iter()
+            .filter(|r| r.enabled)
+            .filter_map(|r| Some((r.preset.clone()?, r.notify.clone()?)))
+            .collect();
+        deepalert_core::flows::with_preset_flows(&self.flows, &presets)
     }
 
     fn exec(&self, p: &PluginConfig) -> ExecCommand {

@@ -56,6 +56,10 @@ pub struct RuleConfig {
     /// the stack's EventBridge rule on AWS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// Presets only: a notifier (or emitter) by name; the preset's default flow
+    /// (`deepalert_core::flows::preset_flow`) notifies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 fn yes() -> bool {
@@ -121,6 +125,11 @@ pub fn rule_set(
                 }
             }
             (None, Some(dir)) => {
+                if r.notify.is_some() {
+                    return Err(format!(
+                        "{field}.notify: only for presets (give a Rego rule's alerts a [[flow]])"
+                    ));
+                }
                 if !r.enabled {
                     continue;
                 }

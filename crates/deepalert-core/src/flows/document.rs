@@ -20,6 +20,17 @@ pub struct FlowsDocument {
     pub notifiers: Vec<NotifierConfig>,
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Preset rules that name a notifier: their default flows
+    /// ([`super::preset_flow`]), unless `flows` has one of the same name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presets: Vec<PresetFlow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetFlow {
+    pub preset: String,
+    pub notify: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +54,17 @@ impl FlowsDocument {
     /// The flows, checked for structure only: for the functions that start runs, which
     /// don't build notifiers.
     pub fn starting_set(&self) -> Result<FlowSet, FlowError> {
-        FlowSet::structural(self.flows.clone())
+        FlowSet::structural(self.all_flows()?)
+    }
+
+    /// The configured flows with the presets' defaults.
+    pub fn all_flows(&self) -> Result<Vec<FlowConfig>, FlowError> {
+        let presets: Vec<(String, String)> = self
+            .presets
+            .iter()
+            .map(|p| (p.preset.clone(), p.notify.clone()))
+            .collect();
+        super::with_preset_flows(&self.flows, &presets)
     }
 }
 

@@ -7,10 +7,12 @@
 
 mod config;
 mod document;
+mod presets;
 mod run;
 
 pub use config::{FlowConfig, FlowError, FlowSet, On, StepConfig};
-pub use document::{FlowsDocument, NotifierConfig};
+pub use document::{FlowsDocument, NotifierConfig, PresetFlow};
+pub use presets::{PRESET_GRACE, preset_flow, with_preset_flows};
 pub use run::{
     Advance, FlowRun, FlowRunKey, Plan, StepOutcome, StepRecord, StepState, advance, plan,
 };

@@ -82,7 +82,7 @@ pub async fn from_document(
         allow_exec,
     );
     let set = FlowSet::new(
-        document.flows.clone(),
+        document.all_flows().map_err(|e| e.to_string())?,
         &responder.notify_targets(),
         CHECKS,
         REMEDIATIONS,
@@ -133,7 +133,11 @@ pub fn iam_actions(flows: &FlowSet) -> Vec<&'static str> {
                 StepKind::Remediate { action, options } => {
                     let o = RemediationOptions::parse(action, options).ok();
                     let destructive = o.as_ref().is_some_and(|o| o.destructive);
+                    // IAM's dry run records the plan from reads alone; EC2's calls with
+                    // DryRun, which AWS answers only when the role may make the call.
+                    let dry_run = o.as_ref().is_none_or(|o| o.dry_run);
                     match action.as_str() {
+                        "iam-user" if dry_run => user_reads.to_vec(),
                         "iam-user" if destructive => {
                             let mut v = user_reads.to_vec();
                             v.extend_from_slice(&[
