@@ -123,7 +123,7 @@ mod tests {
         }))
         .unwrap();
         let flows = with_preset_flows(
-            &[mine.clone()],
+            std::slice::from_ref(&mine),
             &[
                 ("root-login".into(), "sec".into()),
                 ("suspicious-login-ip".into(), "sec".into()),
