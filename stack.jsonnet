@@ -43,12 +43,25 @@
   // their options, and at most one directory of your own Rego rules (built into
   // event-router; `sources` are the EventBridge sources of its events). README, "Cloud events".
   Rules: [
+    // notify: a notifier of Notifiers; the preset's default flow tells it (README, "Responding").
     { preset: 'root-login' },
     // { preset: 'suspicious-login-ip', options: { trusted_cidrs: ['203.0.113.0/24'] } },
     // { policies: 'examples/rules', sources: ['aws.signin'] },
   ],
   // GuardDuty and Security Hub findings as alerts (both on unless turned off here).
   Findings: { guardduty: true, securityhub: true },
+  // Response flows after reports: notify, wait, check, remediate (README, "Responding").
+  // Checked by `make deploy`; remediations run with a role holding only what they use.
+  Notifiers: [
+    // { name: 'sec-email', builtin: 'email', options: { sns_topic_arn: 'arn:aws:sns:REGION:ACCOUNT:sec-mail' } },
+  ],
+  // Where the notifiers' secrets are: name -> Secrets Manager ARN, or 'ssm:<parameter name>'.
+  FlowSecrets: {},
+  Flows: [
+    // { name: 'contain-user', rule_id: 'non-compliant-user-created', min_severity: 'urgent',
+    //   steps: [{ notify: 'sec-email' }, { wait: '10m' }, { check: 'iam-user-exists' },
+    //           { remediate: 'iam-user', options: { dry_run: false } }] },
+  ],
   // Build time, not a template parameter: a directory of Rego policies (relative to this
   // file) built into review-invoker; they take precedence over ReviewerLambdaArn.
   // Empty: none. Check them first with `deepalert policy test DIR`.
