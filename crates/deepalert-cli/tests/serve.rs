@@ -453,3 +453,84 @@ fn cli_send_and_reports() {
         "{stderr}"
     );
 }
+
+/// A plug-in cannot take the server down: an inspector printing without end is killed at
+/// `max_plugin_output`, one answering too many findings is cut to
+/// `max_findings_per_answer`; both are noted on the report, which is still published.
+#[test]
+fn endless_or_huge_plugin_output_is_capped_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("endless.sh"),
+        "#!/bin/sh\ncat >/dev/null\nyes '{\"findings\": [' \n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("many.sh"),
+        "#!/bin/sh\ncat >/dev/null\npython3 -c 'import json; print(json.dumps({\"findings\": [{\"type\": \"host\", \"content\": {\"hostname\": [\"h%d\" % i]}} for i in range(5000)]}))'\n",
+    )
+    .unwrap();
+    for f in ["endless.sh", "many.sh"] {
+        std::fs::set_permissions(
+            dir.path().join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("deepalert.toml");
+    std::fs::write(
+        &config,
+        r#"
+[pipeline]
+inspection_delay = "0s"
+review_delay = "2s"
+max_plugin_output = 1048576
+max_findings_per_answer = 100
+
+[[inspector]]
+name = "endless"
+command = ["./endless.sh"]
+timeout = "60s"
+
+[[inspector]]
+name = "many"
+command = ["./many.sh"]
+"#,
+    )
+    .unwrap();
+    let server = Server::start(ServerSpec {
+        binary: Path::new(BIN),
+        config: Some(&config),
+        data: &dir.path().join("data"),
+        port: free_port(),
+        api_key: None,
+    });
+    let (status, receipt) = server.post_alert(&json!({
+        "detector": "test", "rule_id": "r", "alert_key": "k",
+        "attributes": [{"type": "ipaddr", "key": "src", "value": "198.51.100.1", "context": ["remote"]}]
+    }));
+    assert_eq!(status, 202, "{receipt}");
+    let id = receipt["report_id"].as_str().unwrap();
+    let report = server.wait_report(id, 60, |r| r["status"] == "published");
+    let notes: Vec<String> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{}: {}", n["author"], n["message"]))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("endless") && n.contains("printed more than 1048576 bytes")),
+        "{notes:#?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("many")
+            && n.contains("5000 findings in one answer: the first 100 kept, 4900 dropped")),
+        "{notes:#?}"
+    );
+    let hosts = report["sections"][0]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 100, "the first 100 findings kept");
+    // The figure for the closing note; memory targets are the bench's business.
+    eprintln!("server RSS after the endless plug-in: {:?} KiB", server.rss_kib());
+}

@@ -280,6 +280,11 @@ pub enum PluginError {
     Exit { status: String, stderr: String },
     #[error("bad output: {0}")]
     BadOutput(String),
+    /// The plug-in printed more than it may; it was killed and its answer dropped.
+    #[error(
+        "printed more than {0} bytes on stdout (max_plugin_output); killed, its answer dropped"
+    )]
+    OutputTooLarge(usize),
     /// A service said to slow down; the lookup was not made.
     #[error("rate limited by {0}")]
     RateLimited(String),

@@ -102,6 +102,10 @@ pub struct PipelineConfig {
     /// Sections handed to exec emitters: `grouped` (ours and DeepAlert's fork) or
     /// `flat` (the original DeepAlert's list).
     pub report_sections: SectionFormat,
+    /// Bytes read at most from an exec plug-in's stdout; more kills it (noted).
+    pub max_plugin_output: usize,
+    /// Findings kept from one inspector answer; more are dropped (noted).
+    pub max_findings_per_answer: usize,
 }
 
 impl Default for PipelineConfig {
@@ -119,6 +123,8 @@ impl Default for PipelineConfig {
             max_job_attempts: r.max_job_attempts,
             publish_unreviewed: r.publish_unreviewed,
             report_sections: SectionFormat::default(),
+            max_plugin_output: crate::plugins::exec::DEFAULT_MAX_OUTPUT,
+            max_findings_per_answer: p.max_findings_per_answer,
         }
     }
 }
@@ -356,6 +362,14 @@ impl Config {
                 "pipeline.max_concurrent_plugins",
                 self.pipeline.max_concurrent_plugins,
             ),
+            (
+                "pipeline.max_plugin_output",
+                self.pipeline.max_plugin_output,
+            ),
+            (
+                "pipeline.max_findings_per_answer",
+                self.pipeline.max_findings_per_answer,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(field.into(), "must be at least 1"));
@@ -379,6 +393,7 @@ impl Config {
                 .unwrap_or(chrono::Duration::MAX),
             max_attribute_depth: self.pipeline.max_attribute_depth,
             max_attributes_per_report: self.pipeline.max_attributes_per_report,
+            max_findings_per_answer: self.pipeline.max_findings_per_answer,
         }
     }
 
@@ -619,6 +634,7 @@ impl Config {
             env: p.env.clone(),
             cwd: Some(self.base_dir.clone()),
             timeout: p.timeout,
+            max_output: self.pipeline.max_plugin_output,
         }
     }
 }

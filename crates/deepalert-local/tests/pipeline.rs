@@ -408,6 +408,7 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
         env: BTreeMap::new(),
         cwd: None,
         timeout: Duration::from_secs(10),
+        max_output: deepalert_local::plugins::exec::DEFAULT_MAX_OUTPUT,
     });
     let garbage = ExecInspector(ExecCommand {
         program: "/bin/sh".into(),
@@ -415,6 +416,7 @@ async fn plugin_failures_are_recorded_and_the_report_still_published() {
         env: BTreeMap::new(),
         cwd: None,
         timeout: Duration::from_secs(10),
+        max_output: deepalert_local::plugins::exec::DEFAULT_MAX_OUTPUT,
     });
     let plugins = Plugins {
         inspectors: vec![

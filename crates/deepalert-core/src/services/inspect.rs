@@ -42,10 +42,26 @@ pub async fn accept_inspection(
         return Ok(outcome);
     }
 
+    let answered = msg.output.findings.len();
+    if answered > settings.max_findings_per_answer {
+        warn!(report_id = %report_id, inspector = %msg.author, answered, "findings over the limit dropped");
+        store
+            .put_note(
+                report_id,
+                &note(format!(
+                    "{answered} findings in one answer: the first {} kept, {} dropped (max_findings_per_answer)",
+                    settings.max_findings_per_answer,
+                    answered - settings.max_findings_per_answer
+                )),
+            )
+            .await?;
+        outcome.noted = true;
+    }
     let findings: Vec<Finding> = msg
         .output
         .findings
         .iter()
+        .take(settings.max_findings_per_answer)
         .map(|content| Finding {
             report_id,
             author: msg.author.clone(),

@@ -24,6 +24,8 @@ pub struct PipelineSettings {
     pub max_attribute_depth: u32,
     /// At most this many distinct attributes are inspected per report.
     pub max_attributes_per_report: u32,
+    /// Findings kept from one inspector's answer; the rest are dropped with a note.
+    pub max_findings_per_answer: usize,
 }
 
 impl Default for PipelineSettings {
@@ -32,6 +34,7 @@ impl Default for PipelineSettings {
             aggregation_window: chrono::Duration::hours(3),
             max_attribute_depth: 3,
             max_attributes_per_report: 256,
+            max_findings_per_answer: 1000,
         }
     }
 }

@@ -10,12 +10,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deepalert_core::ports::{PortError, PortResult, Reviewer};
 use deepalert_core::{InspectorOutput, Report, ReviewResult, SectionFormat, Task};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{EmitterPlugin, InspectorPlugin, PluginError};
 
 /// Keep this much of a failing plug-in's stderr in the error (the end, where errors are).
 const STDERR_TAIL: usize = 1000;
+/// What is read of stdout by default: a plug-in printing without end must not grow the
+/// server (`[pipeline] max_plugin_output`).
+pub const DEFAULT_MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ExecCommand {
@@ -24,6 +27,8 @@ pub struct ExecCommand {
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
     pub timeout: Duration,
+    /// Bytes of stdout read at most; more kills the plug-in.
+    pub max_output: usize,
 }
 
 impl ExecCommand {
@@ -52,18 +57,55 @@ impl ExecCommand {
             let _ = stdin.write_all(&input).await;
             let _ = stdin.shutdown().await;
         });
-        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        // stderr on its own task: it must not hold us up when stdout overflows, nor when
+        // a grandchild keeps it open after the plug-in exited.
+        let stderr = tokio::spawn(read_tail(stderr, STDERR_TAIL));
+        let limit = self.max_output;
+        let work = async {
+            let mut out = Vec::new();
+            (&mut stdout)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .await
+                .map_err(|e| PluginError::Failed(format!("reading plug-in output: {e}")))?;
+            if out.len() > limit {
+                return Err(PluginError::OutputTooLarge(limit));
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| PluginError::Failed(format!("waiting for plug-in: {e}")))?;
+            Ok((status, out))
+        };
+        let result = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| PluginError::Timeout(self.timeout))?
-            .map_err(|e| PluginError::Failed(format!("waiting for plug-in: {e}")))?;
+            .map_err(|_| PluginError::Timeout(self.timeout))
+            .and_then(|r| r);
+        let (status, stdout) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // Killed; closing the pipes also stops what it started (SIGPIPE).
+                let _ = child.start_kill();
+                stderr.abort();
+                writer.abort();
+                return Err(e);
+            }
+        };
+        let stderr = tokio::time::timeout(Duration::from_secs(1), stderr)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
         writer.abort();
-        if !output.status.success() {
+        if !status.success() {
             return Err(PluginError::Exit {
-                status: output.status.to_string(),
-                stderr: stderr_tail(&output.stderr),
+                status: status.to_string(),
+                stderr: stderr_tail(&stderr),
             });
         }
-        Ok(output.stdout)
+        Ok(stdout)
     }
 
     /// Runs with `input` as JSON and reads stdout with `read`; a refusal shows the start
@@ -79,6 +121,25 @@ impl ExecCommand {
             let shown = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
             PluginError::BadOutput(format!("{e} in {shown:?}"))
         })
+    }
+}
+
+/// Reads to the end, keeping only the last `keep` bytes (and a little more, to cut at a
+/// character boundary later).
+async fn read_tail(mut from: impl AsyncRead + Unpin, keep: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                let cap = keep * 4 + 8192;
+                if kept.len() > cap {
+                    kept.drain(..kept.len() - keep * 4);
+                }
+            }
+        }
     }
 }
 
@@ -152,6 +213,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             timeout: Duration::from_millis(timeout_ms),
+            max_output: DEFAULT_MAX_OUTPUT,
         }
     }
 
@@ -169,8 +231,42 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             timeout: Duration::from_secs(5),
+            max_output: DEFAULT_MAX_OUTPUT,
         };
         assert_eq!(cmd.run(b"").await.unwrap(), b"$HOME; rm -rf /\n");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_printing_without_end_is_killed_at_the_limit() {
+        let mut cmd = sh("yes 'a finding that never ends'", 30_000);
+        cmd.max_output = 64 * 1024;
+        let started = std::time::Instant::now();
+        let err = cmd.run(b"").await.unwrap_err();
+        assert!(matches!(err, PluginError::OutputTooLarge(65536)), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "killed, not timed out"
+        );
+        // Exactly the limit is fine.
+        let mut cmd = sh("head -c 1000 /dev/zero", 5_000);
+        cmd.max_output = 1000;
+        assert_eq!(cmd.run(b"").await.unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn endless_stderr_keeps_only_its_tail() {
+        let err = sh(
+            "yes noise | head -c 5000000 >&2; echo the-real-error >&2; exit 3",
+            30_000,
+        )
+        .run(b"")
+        .await
+        .unwrap_err();
+        let PluginError::Exit { stderr, .. } = err else {
+            panic!("{err}")
+        };
+        assert!(stderr.ends_with("the-real-error"), "{stderr}");
+        assert!(stderr.len() <= STDERR_TAIL + 2, "{}", stderr.len());
     }
 
     #[tokio::test]
