@@ -532,5 +532,8 @@ command = ["./many.sh"]
     let hosts = report["sections"][0]["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 100, "the first 100 findings kept");
     // The figure for the closing note; memory targets are the bench's business.
-    eprintln!("server RSS after the endless plug-in: {:?} KiB", server.rss_kib());
+    eprintln!(
+        "server RSS after the endless plug-in: {:?} KiB",
+        server.rss_kib()
+    );
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use deepalert_core::flows::{FlowConfig, FlowSet, StepConfig};
 use deepalert_core::ports::{EmitterPlugin, InspectorPlugin, PluginState, Reviewer};
 use deepalert_core::rules::RuleSet;
-use deepalert_plugins::emitters::Notifier;
+use deepalert_plugins::emitters::{Notifier, OnChange};
 use deepalert_plugins::responses::{self, Responder};
 use deepalert_plugins::rules::{FindingsConfig, RuleConfig};
 use deepalert_plugins::{BuiltinError, PolicyReviewer, SecretSource, builtin};
@@ -460,10 +460,16 @@ impl Config {
                 Some(kind) => builtin::emitter(&name, kind, options_json(p), &ctx, state.clone())
                     .await
                     .map_err(|e| builtin_error(format!("emitter[{i}]"), e))?,
-                None => Arc::new(ExecEmitter {
-                    command: self.exec(p),
-                    sections: self.pipeline.report_sections,
-                }),
+                // Sent on change, as the built-ins: a report published again with
+                // nothing new is not handed to the program again.
+                None => Arc::new(OnChange::any_status(
+                    &name,
+                    Arc::new(ExecEmitter {
+                        command: self.exec(p),
+                        sections: self.pipeline.report_sections,
+                    }),
+                    state.clone(),
+                )),
             };
             emitters.push(EmitterEntry {
                 name,
@@ -707,6 +713,70 @@ mod tests {
         assert!(p.inspectors[0].wants(&AttrType::Domain));
         assert!(!p.inspectors[0].wants(&AttrType::Username));
         assert_eq!(p.emitters[0].max_attempts, 2);
+    }
+
+    #[derive(Default)]
+    struct MemoryState(std::sync::Mutex<HashMap<String, String>>);
+
+    #[async_trait::async_trait]
+    impl PluginState for MemoryState {
+        async fn get(&self, k: &str) -> deepalert_core::ports::PortResult<Option<String>> {
+            Ok(self.0.lock().unwrap().get(k).cloned())
+        }
+        async fn put(&self, k: &str, v: &str) -> deepalert_core::ports::PortResult<()> {
+            self.0.lock().unwrap().insert(k.into(), v.into());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_emitters_are_sent_on_change_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::parse(
+            "[[emitter]]\nname = \"log\"\ncommand = [\"/bin/sh\", \"-c\", \"cat >> sent.jsonl; echo >> sent.jsonl\"]\n",
+            &dir.path().join("deepalert.toml"),
+        )
+        .unwrap();
+        c.base_dir = dir.path().to_path_buf();
+        let secrets = deepalert_plugins::Secrets::new(|_| None, None);
+        let p = c
+            .plugins(Arc::new(MemoryState::default()), &secrets, None)
+            .await
+            .unwrap();
+        let emitter = &p.emitters[0].plugin;
+        use deepalert_core::{Report, ReportStatus};
+        let mut report: Report = serde_json::from_value(serde_json::json!({
+            "id": "6f1c7b62-1f0e-4b8e-9d7e-0a6f3b0c9a11", "alerts": [],
+            "status": "new", "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let sent = || {
+            std::fs::read_to_string(dir.path().join("sent.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        };
+        // Unreviewed reports still reach exec emitters (publish_unreviewed).
+        emitter.emit(&report).await.unwrap();
+        emitter.emit(&report).await.unwrap();
+        assert_eq!(sent(), 1, "the same report twice is sent once");
+        report.status = ReportStatus::Published;
+        report.publications = 1;
+        emitter.emit(&report).await.unwrap();
+        report.publications = 2;
+        emitter.emit(&report).await.unwrap();
+        assert_eq!(
+            sent(),
+            2,
+            "published once; re-published unchanged is not sent"
+        );
+        report.result = Some(deepalert_core::ReviewResult {
+            severity: deepalert_core::Severity::Urgent,
+            reason: "new verdict".into(),
+        });
+        emitter.emit(&report).await.unwrap();
+        assert_eq!(sent(), 3);
     }
 
     #[test]

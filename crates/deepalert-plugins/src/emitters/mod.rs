@@ -69,14 +69,30 @@ pub struct OnChange {
     name: String,
     inner: Arc<dyn EmitterPlugin>,
     state: Arc<dyn PluginState>,
+    reviewed_only: bool,
 }
 
 impl OnChange {
+    /// For built-ins: reviewed reports only.
     pub fn new(name: &str, inner: Arc<dyn EmitterPlugin>, state: Arc<dyn PluginState>) -> Self {
         OnChange {
             name: name.to_string(),
             inner,
             state,
+            reviewed_only: true,
+        }
+    }
+
+    /// For exec emitters, which also get unreviewed reports when asked for
+    /// (`publish_unreviewed`): a report's status is part of what changed.
+    pub fn any_status(
+        name: &str,
+        inner: Arc<dyn EmitterPlugin>,
+        state: Arc<dyn PluginState>,
+    ) -> Self {
+        OnChange {
+            reviewed_only: false,
+            ..OnChange::new(name, inner, state)
         }
     }
 }
@@ -100,14 +116,18 @@ pub fn fingerprint(report: &Report) -> String {
 #[async_trait]
 impl EmitterPlugin for OnChange {
     async fn emit(&self, report: &Report) -> Result<(), PluginError> {
-        if report.status != ReportStatus::Published {
+        if self.reviewed_only && report.status != ReportStatus::Published {
             // Unreviewed reports (DeepAlert's `new`/`more`, with PublishUnreviewed) are for
             // emitters that ask for them; a notification needs a verdict.
             tracing::debug!(report_id = %report.id, emitter = %self.name, status = report.status.as_str(), "not reviewed yet; not sent");
             return Ok(());
         }
         let key = format!("sent:{}:{}", self.name, report.id);
-        let now = fingerprint(report);
+        let now = if self.reviewed_only {
+            fingerprint(report)
+        } else {
+            format!("{}:{}", report.status.as_str(), fingerprint(report))
+        };
         let last = self
             .state
             .get(&key)
