@@ -99,6 +99,7 @@ async fn inspector_runs_as_an_exec_plugin_of_the_serve_engine() {
                 env: BTreeMap::new(),
                 cwd: None,
                 timeout: Duration::from_secs(10),
+                max_output: deepalert_local::plugins::exec::DEFAULT_MAX_OUTPUT,
             })),
         }],
         ..Plugins::default()
