@@ -42,8 +42,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         ));
     }
 
-    let store = SqliteStore::open(&data_dir, config.durability).map_err(|e| e.to_string())?;
     // Two servers on one data directory would run every job twice.
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
     let lock_path = data_dir.join("deepalert.lock");
     let lock = File::create(&lock_path)
         .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
@@ -54,6 +55,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
             lock_path.display()
         )
     })?;
+    // Opened under the lock: a second server must not touch the database at all.
+    let store = SqliteStore::open(&data_dir, config.durability).map_err(|e| e.to_string())?;
 
     let aws = if config.needs_aws() {
         Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)

@@ -537,3 +537,46 @@ command = ["./many.sh"]
         server.rss_kib()
     );
 }
+
+/// The data directory's lock refuses a second server before it touches the database; many
+/// clients sending the same alert at once make exactly one report.
+#[test]
+fn one_server_per_data_directory_and_one_report_per_alert_id() {
+    let s = setup("1s", "1s");
+    let server = start(&s, None);
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another deepalert is already using"), "{err}");
+
+    let alert = json!({
+        "detector": "test", "rule_id": "same", "alert_key": "same-key",
+        "attributes": [{"type": "ipaddr", "key": "src", "value": "198.51.100.7", "context": ["remote"]}]
+    });
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (status, receipt) = server.post_alert(&alert);
+                    assert_eq!(status, 202, "{receipt}");
+                    receipt["report_id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let report = server.wait_report(&ids[0], 30, |r| r["status"] == "published");
+    assert_eq!(report["alerts"].as_array().unwrap().len(), 1, "stored once");
+    let (_, list) = server.get("/api/v1/reports?limit=100");
+    assert_eq!(list["reports"].as_array().unwrap().len(), 1, "{list}");
+}
