@@ -7,7 +7,7 @@ PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
 LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router flow-runner builtin
 
-.PHONY: help serve example test lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
+.PHONY: help serve example test fuzz lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,14 @@ test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, tem
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked
 	$(MAKE) check-arm64-build
+
+# cargo-fuzz needs a nightly toolchain that CI cannot install: the parsers of outside input
+# are fuzzed with proptest instead. `make test` runs 256 cases per property.
+FUZZ_CASES ?= 200000
+fuzz: ## Long fuzz run of every parser of outside input (alerts, inspector output, verdicts, events, config, Rego input)
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p deepalert-core --test properties
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p deepalert-local --test config_properties
+	PROPTEST_CASES=$$(( $(FUZZ_CASES) / 20 )) $(CARGO) test --release --locked -p deepalert-plugins --test properties
 
 # `make build`'s path (cargo-lambda + zig, arm64, the lambda profile) for one function, so
 # a break there shows in CI; its zip must hold an aarch64 bootstrap.

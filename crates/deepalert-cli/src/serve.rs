@@ -43,8 +43,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
     }
 
     // Two servers on one data directory would run every job twice.
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
     let lock_path = data_dir.join("deepalert.lock");
     let lock = File::create(&lock_path)
         .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
