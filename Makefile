@@ -13,10 +13,10 @@ help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deepalert-data)
-	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve $(ARGS)
+	$(CARGO) run --profile serve --locked -p deepalert-cli --bin deepalert -- serve $(ARGS)
 
 example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.toml)
-	$(CARGO) run --release --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
+	$(CARGO) run --profile serve --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
 test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
 	# The AWS stack tests run the Lambda binaries: cargo test builds a package's binaries

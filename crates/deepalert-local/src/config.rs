@@ -58,6 +58,10 @@ pub struct Config {
     pub api_key_env: String,
     #[serde(default)]
     pub durability: Durability,
+    /// Published reports (with their alerts, findings, notes…) older than this are
+    /// deleted; zero keeps everything.
+    #[serde(default = "default_retention", with = "humantime_serde")]
+    pub retention: Duration,
     #[serde(default)]
     pub pipeline: PipelineConfig,
     #[serde(default, rename = "inspector")]
@@ -179,6 +183,7 @@ impl Default for Config {
             data_dir: None,
             api_key_env: default_api_key_env(),
             durability: Durability::default(),
+            retention: default_retention(),
             pipeline: PipelineConfig::default(),
             inspectors: vec![],
             reviewer: None,
@@ -190,6 +195,10 @@ impl Default for Config {
             base_dir: PathBuf::from("."),
         }
     }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 impl Config {
@@ -405,6 +414,7 @@ impl Config {
             max_concurrent_plugins: self.pipeline.max_concurrent_plugins,
             max_job_attempts: self.pipeline.max_job_attempts,
             publish_unreviewed: self.pipeline.publish_unreviewed,
+            report_retention: (!self.retention.is_zero()).then_some(self.retention),
             ..RuntimeSettings::default()
         }
     }
@@ -777,6 +787,38 @@ mod tests {
         });
         emitter.emit(&report).await.unwrap();
         assert_eq!(sent(), 3);
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_zero_keeps_forever() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(
+            parse("").unwrap().runtime_settings().report_retention,
+            Some(day * 30)
+        );
+        assert_eq!(
+            parse("retention = \"7d\"")
+                .unwrap()
+                .runtime_settings()
+                .report_retention,
+            Some(day * 7)
+        );
+        assert_eq!(
+            parse("retention = \"0s\"")
+                .unwrap()
+                .runtime_settings()
+                .report_retention,
+            None
+        );
+        assert_eq!(
+            parse("retention = \"0\"")
+                .unwrap()
+                .runtime_settings()
+                .report_retention,
+            None
+        );
+        let err = parse("retention = \"a month\"").unwrap_err().to_string();
+        assert!(err.contains("retention"), "{err}");
     }
 
     #[test]

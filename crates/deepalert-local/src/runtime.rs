@@ -17,7 +17,7 @@ use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSet
 use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::plugins::Plugins;
 use crate::store::{JobKind, LeasedJob, NewJob, SqliteStore};
@@ -41,6 +41,9 @@ pub struct RuntimeSettings {
     /// Emitters also get each report as alerts arrive (status `new`/`more`, unreviewed),
     /// as DeepAlert's report topic did. Built-in emitters ignore those.
     pub publish_unreviewed: bool,
+    /// Published reports untouched this long are deleted, in small batches (`None`: kept
+    /// forever).
+    pub report_retention: Option<Duration>,
 }
 
 impl Default for RuntimeSettings {
@@ -53,6 +56,7 @@ impl Default for RuntimeSettings {
             max_job_attempts: 10,
             finished_job_retention: Duration::from_secs(24 * 3600),
             publish_unreviewed: false,
+            report_retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -357,6 +361,12 @@ impl Engine {
                 if let Err(e) = self.store.purge_finished(horizon).await {
                     warn!(error = %e.chain(), "purging finished jobs failed");
                 }
+                if let Some(keep) = self.runtime.report_retention {
+                    // On its own task: intake goes on between its small batches.
+                    let store = self.store.clone();
+                    let cutoff = now - chrono::Duration::from_std(keep).unwrap_or_default();
+                    tokio::spawn(async move { purge_reports(&store, cutoff).await });
+                }
                 next_purge = now + chrono::Duration::hours(1);
             }
             let free = slots.available_permits();
@@ -623,5 +633,30 @@ impl Engine {
             Ok(()) => Outcome::Done(vec![]),
             Err(e) => Outcome::Retry(format!("emitter {} failed: {e}", job.emitter)),
         }
+    }
+}
+
+/// Deletes published reports untouched since `cutoff`, a batch per write so the writer
+/// interleaves intake with it.
+async fn purge_reports(store: &SqliteStore, cutoff: chrono::DateTime<chrono::Utc>) {
+    const BATCH: usize = 200;
+    let mut total = 0;
+    loop {
+        match store.purge_reports(cutoff, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                warn!(error = %e.chain(), "purging old reports failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        info!(reports = total, %cutoff, "old published reports deleted (retention)");
     }
 }

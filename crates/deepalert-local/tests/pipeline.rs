@@ -575,3 +575,87 @@ async fn oversized_new_attributes_are_refused_with_a_note() {
         report.notes
     );
 }
+
+/// `retention`: published reports untouched since the cutoff go, with everything stored
+/// about them, in batches; reports still open, or touched since, stay.
+#[tokio::test]
+async fn retention_deletes_old_published_reports_and_all_they_hold() {
+    use deepalert_core::ports::PluginState;
+    let (_dir, store) = open_store();
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-01-01T00:00:00Z");
+    let settings = PipelineSettings::default();
+    let mut publish = async |key: &str, at: DateTime<Utc>| {
+        let mut a = alert("a", vec![ip("192.0.2.1")]);
+        a.alert_key = key.into();
+        let r = receive_alert(&store, &wf, &clock, &settings, &a)
+            .await
+            .unwrap();
+        let mut report = store.compile_report(r.report_id).await.unwrap().unwrap();
+        report.result = Some(ReviewResult::unclassified("x"));
+        store
+            .record_publication(&report, &format!("pub-{key}"), at)
+            .await
+            .unwrap();
+        store
+            .put_findings(&[deepalert_core::Finding {
+                report_id: r.report_id,
+                author: "intel".into(),
+                attribute: ip("192.0.2.1"),
+                content: FindingContent::Host(Default::default()),
+            }])
+            .await
+            .unwrap();
+        store
+            .put(&format!("sent:slack:{}", r.report_id), "fingerprint")
+            .await
+            .unwrap();
+        r.report_id
+    };
+    let old_a = publish("old-a", clock.now()).await;
+    let old_b = publish("old-b", clock.now()).await;
+    clock.advance(chrono::Duration::days(20));
+    let recent = publish("recent", clock.now()).await;
+    let open = receive_alert(&store, &wf, &clock, &settings, &alert("open", vec![]))
+        .await
+        .unwrap()
+        .report_id;
+
+    let cutoff = clock.now() - chrono::Duration::days(10);
+    assert_eq!(
+        store.purge_reports(cutoff, 1).await.unwrap(),
+        1,
+        "one batch of 1"
+    );
+    assert_eq!(store.purge_reports(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_reports(cutoff, 100).await.unwrap(), 0);
+    for gone in [old_a, old_b] {
+        assert!(store.compile_report(gone).await.unwrap().is_none());
+        assert!(
+            store
+                .get(&format!("sent:slack:{gone}"))
+                .await
+                .unwrap()
+                .is_none(),
+            "emitters' memory of it goes too"
+        );
+    }
+    assert!(store.publication("pub-old-a").await.unwrap().is_none());
+    let kept = store.compile_report(recent).await.unwrap().unwrap();
+    assert_eq!(
+        kept.sections[0].hosts.len(),
+        1,
+        "findings of kept reports stay"
+    );
+    assert!(
+        store
+            .get(&format!("sent:slack:{recent}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store.compile_report(open).await.unwrap().is_some(),
+        "not published: kept"
+    );
+}

@@ -208,6 +208,44 @@ impl SqliteStore {
         .await
     }
 
+    /// Deletes up to `batch` published reports untouched since `before` — with their
+    /// alerts, attributes, findings, notes, publications, timeline, flow runs, finished
+    /// jobs and emitters' memory of them — unless work is still pending for them.
+    /// Returns how many reports went.
+    pub async fn purge_reports(&self, before: DateTime<Utc>, batch: usize) -> PortResult<usize> {
+        self.write("purge old reports", move |c| {
+            c.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY); DELETE FROM doomed;",
+            )?;
+            let n = c.execute(
+                "INSERT INTO doomed (id)
+                 SELECT r.id FROM reports r
+                 WHERE r.updated_at < ?1 AND r.status = 'published'
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.report_id = r.id AND j.state = 'pending')
+                 ORDER BY r.updated_at LIMIT ?2",
+                params![ms(before), batch as i64],
+            )?;
+            if n == 0 {
+                return Ok(0);
+            }
+            c.execute_batch(
+                "DELETE FROM alerts WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM attributes WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM findings WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM notes WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM publications WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM timeline WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM flow_runs WHERE report_id IN (SELECT id FROM doomed);
+                 DELETE FROM jobs WHERE report_id IN (SELECT id FROM doomed) AND state != 'pending';
+                 DELETE FROM plugin_state WHERE key LIKE 'sent:%' AND substr(key, -36) IN (SELECT id FROM doomed);
+                 DELETE FROM reports WHERE id IN (SELECT id FROM doomed);
+                 DELETE FROM doomed;",
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+
     /// Failed jobs with their last error, newest first (for operators and tests).
     pub async fn failed_jobs(&self) -> PortResult<Vec<(String, String)>> {
         self.read("list failed jobs", |c| {

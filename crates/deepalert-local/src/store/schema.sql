@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS publications (
     snapshot       TEXT NOT NULL,
     published_at   INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS publications_by_report ON publications (report_id);
 
 -- Small key/value state of built-in plug-ins (what an emitter last sent…).
 CREATE TABLE IF NOT EXISTS plugin_state (
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, due_at);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_by_report ON jobs (report_id);
 
 -- What happened to each report, append-only: response flows' steps and the pipeline's.
 CREATE TABLE IF NOT EXISTS timeline (
@@ -111,3 +113,4 @@ CREATE TABLE IF NOT EXISTS flow_runs (
     body       TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS flow_runs_by_report ON flow_runs (report_id);
