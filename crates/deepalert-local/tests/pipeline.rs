@@ -585,7 +585,7 @@ async fn retention_deletes_old_published_reports_and_all_they_hold() {
     let wf = RecordingWorkflow::default();
     let clock = FakeClock::at("2026-01-01T00:00:00Z");
     let settings = PipelineSettings::default();
-    let mut publish = async |key: &str, at: DateTime<Utc>| {
+    let publish = async |key: &str, at: DateTime<Utc>| {
         let mut a = alert("a", vec![ip("192.0.2.1")]);
         a.alert_key = key.into();
         let r = receive_alert(&store, &wf, &clock, &settings, &a)
