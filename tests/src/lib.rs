@@ -76,6 +76,11 @@ pub struct ServerSpec<'a> {
 
 impl Server {
     pub fn start(spec: ServerSpec<'_>) -> Server {
+        Server::start_with_env(spec, &[])
+    }
+
+    /// The same, with these environment variables (`DEEPALERT_FAULT`…).
+    pub fn start_with_env(spec: ServerSpec<'_>, env: &[(&str, &str)]) -> Server {
         let log_path = spec.data.with_extension(format!("{}.log", spec.port));
         let log = std::fs::File::create(&log_path).expect("create server log");
         let mut cmd = Command::new(spec.binary);
@@ -86,6 +91,7 @@ impl Server {
             .arg(spec.data)
             .env("DEEPALERT_LOG", "info,deepalert_core=debug")
             .env_remove("DEEPALERT_API_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
         if let Some(config) = spec.config {
@@ -151,6 +157,37 @@ impl Server {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Waits up to `secs` for the process to end by itself; whether it did.
+    pub fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                None | Some(Ok(Some(_))) => {
+                    self.child = None;
+                    return true;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
+    /// POSTs an alert; `None` when the server did not answer (it died, say).
+    pub fn try_post_alert(&self, alert: &Value) -> Option<(u16, Value)> {
+        let resp = self
+            .auth(http().post(format!("{}/api/v1/alerts", self.base)))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(alert).expect("serialize alert"))
+            .send()
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().unwrap_or(Value::Null)))
     }
 
     /// Kills the process without letting it clean up, as a crash or power cut would.

@@ -74,12 +74,19 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     let rules = Arc::new(config.rule_set().map_err(|e| e.to_string())?);
-    let engine = Engine::new(
+    // The crash tests' hook: die at a step boundary (see deepalert_local::faults).
+    let faults = match std::env::var("DEEPALERT_FAULT") {
+        Ok(spec) if !spec.is_empty() => deepalert_local::faults::Faults::parse(&spec)
+            .map_err(|e| format!("DEEPALERT_FAULT: {e}"))?,
+        _ => deepalert_local::faults::Faults::none(),
+    };
+    let engine = Engine::with_faults(
         store,
         plugins,
         config.pipeline_settings(),
         config.runtime_settings(),
         Arc::new(SystemClock),
+        faults,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

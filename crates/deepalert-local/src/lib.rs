@@ -3,6 +3,7 @@
 //! HTTP API and the `deepalert serve` configuration.
 
 pub mod config;
+pub mod faults;
 pub mod plugins;
 pub mod runtime;
 pub mod server;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::faults::Faults;
 use crate::plugins::Plugins;
 use crate::store::{JobKind, LeasedJob, NewJob, SqliteStore};
 
@@ -149,6 +150,7 @@ pub struct LocalTaskBus {
     store: SqliteStore,
     clock: Arc<dyn Clock>,
     plugins: Arc<Plugins>,
+    faults: Arc<Faults>,
 }
 
 #[async_trait]
@@ -173,7 +175,9 @@ impl TaskBus for LocalTaskBus {
                 }
             }
         }
-        self.store.enqueue(jobs, now).await
+        self.store.enqueue(jobs, now).await?;
+        self.faults.hit("dispatch:tasks-queued");
+        Ok(())
     }
 }
 
@@ -274,6 +278,7 @@ pub struct Engine {
     bus: LocalTaskBus,
     emitter: LocalEmitter,
     flow_starter: LocalFlowStarter,
+    faults: Arc<Faults>,
 }
 
 impl Engine {
@@ -284,7 +289,20 @@ impl Engine {
         runtime: RuntimeSettings,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
+        Engine::with_faults(store, plugins, pipeline, runtime, clock, Faults::none())
+    }
+
+    /// The same, dying at a step boundary as `faults` says (the crash tests).
+    pub fn with_faults(
+        store: SqliteStore,
+        plugins: Plugins,
+        pipeline: PipelineSettings,
+        runtime: RuntimeSettings,
+        clock: Arc<dyn Clock>,
+        faults: Faults,
+    ) -> Arc<Self> {
         let plugins = Arc::new(plugins);
+        let faults = Arc::new(faults);
         Arc::new(Engine {
             workflow: LocalWorkflow {
                 store: store.clone(),
@@ -296,6 +314,7 @@ impl Engine {
                 store: store.clone(),
                 clock: clock.clone(),
                 plugins: plugins.clone(),
+                faults: faults.clone(),
             },
             emitter: LocalEmitter {
                 store: store.clone(),
@@ -312,6 +331,7 @@ impl Engine {
             plugins,
             pipeline,
             runtime,
+            faults,
         })
     }
 
@@ -336,6 +356,7 @@ impl Engine {
         if let Some(f) = &self.plugins.flows {
             flows::start_on_receipt(&self.flow_starter, &f.set, alert, &receipt).await?;
         }
+        self.faults.hit("receive:accepted");
         Ok(receipt)
     }
 
@@ -524,6 +545,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return e.into(),
         };
+        self.faults.hit("review:reviewed");
         let published = match services::publish(
             &self.store,
             &self.emitter,
@@ -537,6 +559,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return e.into(),
         };
+        self.faults.hit("review:published");
         if let Some(f) = &self.plugins.flows
             && let Err(e) =
                 flows::start_after_publication(&self.flow_starter, &f.set, &published).await
@@ -606,7 +629,10 @@ impl Engine {
         )
         .await
         {
-            Ok(_) => Outcome::Done(vec![]),
+            Ok(_) => {
+                self.faults.hit("inspect:stored");
+                Outcome::Done(vec![])
+            }
             Err(e) => e.into(),
         }
     }
@@ -630,7 +656,10 @@ impl Engine {
         let emitted = entry.plugin.emit(&report).await;
         drop(slot);
         match emitted {
-            Ok(()) => Outcome::Done(vec![]),
+            Ok(()) => {
+                self.faults.hit("emit:sent");
+                Outcome::Done(vec![])
+            }
             Err(e) => Outcome::Retry(format!("emitter {} failed: {e}", job.emitter)),
         }
     }
