@@ -8,6 +8,10 @@
 //! - baseline: raw durable SQLite inserts (one row per transaction) on the same disk with
 //!   the same pragmas, measured in the same run.
 //!
+//! - the same burst with `durability = "full"`, and a long burst (BENCH_LONG_ALERTS,
+//!   default 100,000; 0 skips it) whose first and last 10 % show whether it slows down as
+//!   the database grows; durable writes per alert and transactions per second for each.
+//!
 //! Env: BENCH_ALERTS (default 5000), BENCH_LATENCY_ALERTS (default 300),
 //! BENCH_CONCURRENCY (default 64, concurrent receivers in the burst).
 
@@ -158,23 +162,25 @@ async fn wait_emitted(watch: &Stopwatch, ids: &[ReportId], limit: Duration) {
     }
 }
 
-fn main() {
-    let n = env_usize("BENCH_ALERTS", 5000);
-    let latency_n = env_usize("BENCH_LATENCY_ALERTS", 300);
-    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+struct Bench {
+    engine: Arc<Engine>,
+    watch: Arc<Stopwatch>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    runner: tokio::task::JoinHandle<deepalert_core::ports::PortResult<()>>,
+}
 
+/// The engine as `deepalert serve` runs it, with the example Rego policies as reviewer.
+fn start_engine(dir: &std::path::Path, durability: Durability) -> Bench {
     let watch = Arc::new(Stopwatch::default());
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let reviewer = deepalert_plugins::PolicyReviewer::load(&policies).expect("example policies");
     let plugins = Plugins {
         inspectors: vec![InspectorEntry {
             name: "in-process".into(),
             attribute_types: None,
             plugin: Arc::new(InProcessInspector),
         }],
+        reviewer: Arc::new(reviewer),
         emitters: vec![EmitterEntry {
             name: "stopwatch".into(),
             max_attempts: 1,
@@ -182,7 +188,7 @@ fn main() {
         }],
         ..Plugins::default()
     };
-    let store = SqliteStore::open(&dir.path().join("engine"), Durability::Normal).unwrap();
+    let store = SqliteStore::open(dir, durability).unwrap();
     let runtime = RuntimeSettings {
         inspection_delay: Duration::ZERO,
         review_delay: Duration::ZERO,
@@ -199,68 +205,155 @@ fn main() {
         runtime,
         Arc::new(SystemClock),
     );
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(engine.clone().run(async {
+        let _ = stop_rx.await;
+    }));
+    Bench {
+        engine,
+        watch,
+        stop,
+        runner,
+    }
+}
+
+impl Bench {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.runner.await;
+    }
+}
+
+struct Burst {
+    total: Duration,
+    accepted_in: Duration,
+    accept: Vec<Duration>,
+    /// Emit instants, sorted.
+    emits: Vec<Instant>,
+    start: Instant,
+    writes: u64,
+    transactions: u64,
+}
+
+async fn burst(b: &Bench, run: &str, n: usize, concurrency: usize) -> Burst {
+    let (w0, t0) = b.engine.store().write_stats();
+    let start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let engine = b.engine.clone();
+        let run = run.to_string();
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let receipt = engine.receive(&alert(&run, i)).await.expect("receive");
+            drop(permit);
+            (receipt.report_id, t.elapsed())
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    let mut accept = Vec::with_capacity(n);
+    for h in handles {
+        let (id, took) = h.await.unwrap();
+        ids.push(id);
+        accept.push(took);
+    }
+    let accepted_in = start.elapsed();
+    wait_emitted(&b.watch, &ids, Duration::from_secs(3600)).await;
+    let mut emits: Vec<Instant> = {
+        let done = b.watch.emitted.lock().unwrap();
+        ids.iter().map(|id| done[id]).collect()
+    };
+    emits.sort();
+    let total = *emits.last().unwrap() - start;
+    accept.sort();
+    let (w1, t1) = b.engine.store().write_stats();
+    Burst {
+        total,
+        accepted_in,
+        accept,
+        emits,
+        start,
+        writes: w1 - w0,
+        transactions: t1 - t0,
+    }
+}
+
+fn print_burst(label: &str, n: usize, r: &Burst) {
+    println!("  {label}:");
+    println!(
+        "    end to end (first receive → last emit): {:>9.0} alerts/s  ({:.2} s)",
+        n as f64 / r.total.as_secs_f64(),
+        r.total.as_secs_f64()
+    );
+    println!(
+        "    accepted (receive calls):               {:>9.0} alerts/s  (p50 {:.2} ms, p99 {:.2} ms per call)",
+        n as f64 / r.accepted_in.as_secs_f64(),
+        percentile(&r.accept, 0.5).as_secs_f64() * 1e3,
+        percentile(&r.accept, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "    durable writes per alert: {:.1}   transactions/s: {:.0}   writes per transaction: {:.1}",
+        r.writes as f64 / n as f64,
+        r.transactions as f64 / r.total.as_secs_f64(),
+        r.writes as f64 / r.transactions.max(1) as f64
+    );
+}
+
+fn main() {
+    let n = env_usize("BENCH_ALERTS", 5000);
+    let latency_n = env_usize("BENCH_LATENCY_ALERTS", 300);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    let long_n = env_usize("BENCH_LONG_ALERTS", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     rt.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(engine.clone().run(async {
-            let _ = stop_rx.await;
-        }));
+        println!("deepalert embedded engine, delays 0, 3 attributes/alert, 1 in-process inspector, Rego reviewer (examples/policies), 1 emitter");
 
-        // Throughput: a burst.
-        let start = Instant::now();
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let permit = sem.clone().acquire_owned().await.unwrap();
-            let engine = engine.clone();
-            handles.push(tokio::spawn(async move {
-                let t = Instant::now();
-                let receipt = engine.receive(&alert("burst", i)).await.expect("receive");
-                drop(permit);
-                (receipt.report_id, t.elapsed())
-            }));
-        }
-        let mut ids = Vec::with_capacity(n);
-        let mut accept = Vec::with_capacity(n);
-        for h in handles {
-            let (id, took) = h.await.unwrap();
-            ids.push(id);
-            accept.push(took);
-        }
-        let accepted_in = start.elapsed();
-        wait_emitted(&watch, &ids, Duration::from_secs(600)).await;
-        let last = ids.iter().map(|id| watch.emitted.lock().unwrap()[id]).max().unwrap();
-        let total = last - start;
-        accept.sort();
+        let b = start_engine(&dir.path().join("normal"), Durability::Normal);
+        let normal = burst(&b, "burst", n, concurrency).await;
+        print_burst(&format!("burst of {n} alerts, durability=normal ({concurrency} concurrent receivers)"), n, &normal);
 
         // Overhead: one at a time.
         let mut overhead = Vec::with_capacity(latency_n);
         for i in 0..latency_n {
             let t = Instant::now();
-            let receipt = engine.receive(&alert("latency", i)).await.expect("receive");
-            wait_emitted(&watch, &[receipt.report_id], Duration::from_secs(30)).await;
-            overhead.push(watch.emitted.lock().unwrap()[&receipt.report_id] - t);
+            let receipt = b.engine.receive(&alert("latency", i)).await.expect("receive");
+            wait_emitted(&b.watch, &[receipt.report_id], Duration::from_secs(30)).await;
+            overhead.push(b.watch.emitted.lock().unwrap()[&receipt.report_id] - t);
         }
         overhead.sort();
-
-        let _ = stop_tx.send(());
-        let _ = runner.await;
-
-        let raw_normal = raw_insert_rate(dir.path(), Durability::Normal, 20_000);
-        let raw_full = raw_insert_rate(dir.path(), Durability::Full, 2_000);
-
-        println!("deepalert embedded engine, delays 0, 3 attributes/alert, 1 in-process inspector, 1 emitter");
-        println!("  burst of {n} alerts ({concurrency} concurrent receivers):");
-        println!("    end to end (first receive → last emit): {:>9.0} alerts/s  ({:.2} s)", n as f64 / total.as_secs_f64(), total.as_secs_f64());
-        println!("    accepted (receive calls):               {:>9.0} alerts/s  (p50 {:.2} ms, p99 {:.2} ms per call)",
-            n as f64 / accepted_in.as_secs_f64(),
-            percentile(&accept, 0.5).as_secs_f64() * 1e3,
-            percentile(&accept, 0.99).as_secs_f64() * 1e3);
         println!("  pipeline overhead, {latency_n} alerts one at a time (receive → emit, 7+ durable steps):");
         println!("    p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
             percentile(&overhead, 0.5).as_secs_f64() * 1e3,
             percentile(&overhead, 0.99).as_secs_f64() * 1e3,
             overhead.last().unwrap().as_secs_f64() * 1e3);
+        b.stop().await;
+
+        let b = start_engine(&dir.path().join("full"), Durability::Full);
+        let full = burst(&b, "full", n, concurrency).await;
+        print_burst(&format!("burst of {n} alerts, durability=full"), n, &full);
+        b.stop().await;
+
+        if long_n > 0 {
+            let b = start_engine(&dir.path().join("long"), Durability::Normal);
+            let long = burst(&b, "long", long_n, concurrency).await;
+            print_burst(&format!("{long_n} alerts in one burst (the database grows)"), long_n, &long);
+            let tenth = (long_n / 10).max(1);
+            let first = long.emits[tenth - 1] - long.start;
+            let last = long.emits[long_n - 1] - long.emits[long_n - tenth - 1];
+            println!("    first 10 %: {:>9.0} alerts/s   last 10 %: {:>9.0} alerts/s",
+                tenth as f64 / first.as_secs_f64(),
+                tenth as f64 / last.as_secs_f64());
+            b.stop().await;
+        }
+
+        let raw_normal = raw_insert_rate(dir.path(), Durability::Normal, 20_000);
+        let raw_full = raw_insert_rate(dir.path(), Durability::Full, 2_000);
         println!("  raw SQLite inserts, one row per transaction, same disk and pragmas:");
         println!("    durability=normal (default): {raw_normal:>9.0} rows/s");
         println!("    durability=full:             {raw_full:>9.0} rows/s");

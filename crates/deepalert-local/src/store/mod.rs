@@ -9,6 +9,8 @@
 mod jobs;
 mod writer;
 
+pub use writer::WriteStats;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -62,6 +64,7 @@ const READERS: usize = 2;
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<writer::Op>,
+    stats: Arc<writer::WriteStats>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Woken whenever a job becomes due now, so the runner does not poll.
@@ -152,12 +155,23 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open(&path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let stats = Arc::new(writer::WriteStats::default());
         Ok(SqliteStore {
-            writer: writer::spawn(writer),
+            writer: writer::spawn(writer, stats.clone()),
+            stats,
             readers: readers.into(),
             next_reader: Arc::default(),
             job_signal: Arc::new(Notify::new()),
         })
+    }
+
+    /// (writes, transactions) committed since the store opened.
+    pub fn write_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.stats.writes.load(Relaxed),
+            self.stats.transactions.load(Relaxed),
+        )
     }
 
     pub(crate) fn job_signal(&self) -> Arc<Notify> {

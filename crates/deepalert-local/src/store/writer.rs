@@ -4,6 +4,8 @@
 //! transaction, each in its own savepoint so a failing write rolls back alone. Callers are
 //! answered after the batch commits, so an answered write is as durable as the commit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -41,16 +43,24 @@ impl Ran {
 /// A write. Called with `None` when its batch could not even start.
 pub(super) type Op = Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>;
 
-pub(super) fn spawn(conn: Connection) -> Sender<Op> {
+/// Writes run and transactions committed since the store opened (the benchmark prints
+/// them).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub writes: AtomicU64,
+    pub transactions: AtomicU64,
+}
+
+pub(super) fn spawn(conn: Connection, stats: Arc<WriteStats>) -> Sender<Op> {
     let (tx, rx) = std::sync::mpsc::channel::<Op>();
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, rx, &stats))
         .expect("cannot spawn the sqlite writer thread");
     tx
 }
 
-fn run(mut conn: Connection, rx: Receiver<Op>) {
+fn run(mut conn: Connection, rx: Receiver<Op>, stats: &WriteStats) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     // Ends when every store handle (sender) is dropped.
     while let Ok(first) = rx.recv() {
@@ -61,6 +71,10 @@ fn run(mut conn: Connection, rx: Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.transactions.fetch_add(1, Ordering::Relaxed);
         commit_batch(&mut conn, &mut batch);
     }
 }
