@@ -51,7 +51,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench: ## Benchmark the embedded engine (prints alerts/s, overhead p50/p99, raw SQLite rate)
-	$(CARGO) bench --locked -p deepalert-local --bench pipeline
+	$(CARGO) bench --profile serve --locked -p deepalert-local --bench pipeline
 
 # The project's Python tools live in .venv, one stamp per requirements file.
 $(VENV)/bin/python:
