@@ -74,33 +74,17 @@ impl SfnFlows {
 #[async_trait]
 impl FlowStarter for SfnFlows {
     async fn start_flow(&self, key: &FlowRunKey) -> PortResult<()> {
-        use aws_sdk_sfn::operation::start_execution::StartExecutionError;
         let name = execution_name(key);
         let input = FlowInput { key: key.clone() };
-        let started = self
-            .client
-            .start_execution()
-            .state_machine_arn(&self.state_machine_arn)
-            .name(&name)
-            .input(serde_json::to_string(&input).expect("inputs serialize"))
-            .send()
-            .await;
-        match started {
-            Ok(_) => Ok(()),
-            // Started before (a retried publication): the run goes on, or is done.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(StartExecutionError::ExecutionAlreadyExists(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(PortError::new(format!(
-                "stepfunctions: start flow {name}: {}",
-                aws_sdk_sfn::error::DisplayErrorContext(e)
-            ))),
-        }
+        // Started before (a retried publication): the run goes on, or is done.
+        crate::workflow::start_execution_once(
+            &self.client,
+            &self.state_machine_arn,
+            &name,
+            serde_json::to_string(&input).expect("inputs serialize"),
+        )
+        .await
+        .map_err(|e| PortError::new(format!("stepfunctions: start flow {name}: {e}")))
     }
 }
 

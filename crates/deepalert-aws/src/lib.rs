@@ -5,6 +5,7 @@
 pub mod env;
 pub mod flows;
 pub mod handlers;
+pub mod intake;
 pub mod plugin_state;
 pub mod reviewer;
 pub mod sns;
@@ -12,6 +13,7 @@ pub mod store;
 pub mod workflow;
 
 pub use flows::SfnFlows;
+pub use intake::Intake;
 pub use plugin_state::DynamoPluginState;
 pub use reviewer::{LambdaReviewStep, LambdaReviewer, ReviewStep};
 pub use sns::{SnsEmitter, SnsTaskBus};

@@ -125,39 +125,53 @@ impl SfnReviews {
 #[async_trait]
 impl ReviewScheduler for SfnReviews {
     async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
-        use aws_sdk_sfn::operation::start_execution::StartExecutionError;
         let input = ReviewExecutionInput {
             run: run.clone(),
             delays: ReviewDelays {
                 review: self.review_delay,
             },
         };
-        let started = self
-            .client
-            .start_execution()
-            .state_machine_arn(&self.state_machine_arn)
-            .name(&run.name)
-            .input(serde_json::to_string(&input).expect("inputs serialize"))
-            .send()
-            .await;
-        match started {
-            Ok(_) => Ok(()),
-            // This round's review is running or done: the alert is in it, or in the next
-            // round that its publication schedules.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(StartExecutionError::ExecutionAlreadyExists(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(PortError::new(format!(
-                "stepfunctions: start review {}: {}",
-                run.name,
-                aws_sdk_sfn::error::DisplayErrorContext(e)
-            ))),
+        // Already started: this round's review is running or done, and the alert is in
+        // it, or in the next round that its publication schedules.
+        start_execution_once(
+            &self.client,
+            &self.state_machine_arn,
+            &run.name,
+            serde_json::to_string(&input).expect("inputs serialize"),
+        )
+        .await
+        .map_err(|e| PortError::new(format!("stepfunctions: start review {}: {e}", run.name)))
+    }
+}
+
+/// Starts the execution `name`; one of that name started before (a retry, a duplicate
+/// delivery) is not an error: Step Functions keeps names unique, which makes this
+/// idempotent.
+pub(crate) async fn start_execution_once(
+    client: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    name: &str,
+    input: String,
+) -> Result<(), String> {
+    use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+    let started = client
+        .start_execution()
+        .state_machine_arn(state_machine_arn)
+        .name(name)
+        .input(input)
+        .send()
+        .await;
+    match started {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(StartExecutionError::ExecutionAlreadyExists(_))
+            ) =>
+        {
+            Ok(())
         }
+        Err(e) => Err(aws_sdk_sfn::error::DisplayErrorContext(e).to_string()),
     }
 }
 

@@ -4,11 +4,8 @@
 //! failures: one bad event fails alone.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use deepalert_aws::handlers::{FlowDeps, ReceptorDeps, event_router};
-use deepalert_aws::{SnsEmitter, SqsDispatchQueue, env};
-use deepalert_core::SectionFormat;
-use deepalert_core::ports::{Emitter, SystemClock};
-use deepalert_core::services::PipelineSettings;
+use deepalert_aws::env;
+use deepalert_aws::handlers::event_router;
 use deepalert_plugins::rules::{FindingsConfig, Policies, RuleConfig, rule_set};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::{error, info};
@@ -34,13 +31,6 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn run() -> Result<(), Error> {
-    let table = env::var("TABLE_NAME")?;
-    let dispatch_queue = env::var("DISPATCH_QUEUE_URL")?;
-    let inspection_delay = env::seconds("INSPECTION_DELAY_SECONDS", 300)?;
-    let window = env::seconds("AGGREGATION_WINDOW_SECONDS", 3 * 3600)?;
-    let retention_days = env::number("RETENTION_DAYS", 30)?;
-    let publish_unreviewed = env::flag("PUBLISH_UNREVIEWED", false)?;
-    let sections = env::parsed("REPORT_SECTIONS", SectionFormat::Grouped)?;
     let rules_config = env::optional("RULES_CONFIG").unwrap_or_else(|| "{}".into());
 
     let config: RulesConfig = serde_json::from_str(&rules_config)
@@ -49,41 +39,8 @@ async fn run() -> Result<(), Error> {
     info!(rules = ?rules.names(), "rules loaded");
 
     let sdk = deepalert_aws::sdk_config().await;
-    let store = deepalert_aws::store(&sdk, table, retention_days);
-    let flows = deepalert_aws::flows::flow_starting(
-        &sdk,
-        &env::optional("FLOWS_CONFIG").unwrap_or_default(),
-        || env::var("FLOW_STATE_MACHINE_ARN"),
-    )?;
-    let workflow = SqsDispatchQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        dispatch_queue,
-        inspection_delay,
-    );
-    let announcer = if publish_unreviewed {
-        let topic = env::var("REPORT_TOPIC_ARN")?;
-        Some(SnsEmitter::new(
-            aws_sdk_sns::Client::new(&sdk),
-            topic,
-            sections,
-        ))
-    } else {
-        None
-    };
-    let settings = PipelineSettings {
-        aggregation_window: chrono::Duration::from_std(window)?,
-        ..PipelineSettings::default()
-    };
-    let deps = ReceptorDeps {
-        store: &store,
-        workflow: &workflow,
-        clock: &SystemClock,
-        settings: &settings,
-        announce: announcer.as_ref().map(|e| e as &dyn Emitter),
-        flows: flows
-            .as_ref()
-            .map(|(set, starter)| FlowDeps { set, starter }),
-    };
+    let intake = deepalert_aws::Intake::from_env(&sdk)?;
+    let deps = intake.deps();
     let (deps, rules) = (&deps, &rules);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(event_router(deps, rules, event.payload).await)
