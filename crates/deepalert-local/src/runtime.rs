@@ -14,7 +14,9 @@ use deepalert_core::ports::{
     WorkflowRun,
 };
 use deepalert_core::services::{self, PIPELINE_AUTHOR, PipelineError, PipelineSettings, Receipt};
-use deepalert_core::{Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task};
+use deepalert_core::{
+    Alert, InspectionReport, Note, Report, ReportId, ReportStatus, Task, TimelineEntry,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -456,7 +458,10 @@ impl Engine {
     async fn settle(&self, job: &LeasedJob, outcome: Outcome) -> PortResult<()> {
         let now = self.clock.now();
         match outcome {
-            Outcome::Done(followups) => self.store.finish(job.id, followups, now).await,
+            Outcome::Done(followups) => {
+                let event = self.emit_event(job, now, None);
+                self.store.finish(job.id, followups, event, now).await
+            }
             Outcome::Retry(msg) if job.attempts < self.max_attempts(job) => {
                 let backoff = Duration::from_secs(1 << job.attempts.min(8).saturating_sub(1));
                 warn!(error = %msg, retry_in = ?backoff, "job failed; will retry");
@@ -478,9 +483,44 @@ impl Engine {
                         error!(error = %e.chain(), "cannot record failure note");
                     }
                 }
-                self.store.give_up(job.id, &msg, now).await
+                let event = self.emit_event(job, now, Some(&msg));
+                self.store.give_up(job.id, &msg, event, now).await
             }
         }
+    }
+
+    /// An emit job's outcome, for the report's timeline.
+    fn emit_event(
+        &self,
+        job: &LeasedJob,
+        now: DateTime<Utc>,
+        failure: Option<&str>,
+    ) -> Option<(ReportId, TimelineEntry)> {
+        let report_id = job.report_id?;
+        if job.kind != JobKind::Emit {
+            return None;
+        }
+        let emit = serde_json::from_str::<EmitJob>(&job.payload).ok()?;
+        let what = match &emit.snapshot {
+            Some(r) => format!("unreviewed report ({})", r.status.as_str()),
+            None => "report".to_string(),
+        };
+        let message = match failure {
+            None => format!("{what} sent to emitter {}", emit.emitter),
+            Some(why) => format!("{what} not sent: emitter {} gave up: {why}", emit.emitter),
+        };
+        let entry = TimelineEntry {
+            at: now,
+            kind: "emit".into(),
+            message,
+            detail: serde_json::json!({
+                "emitter": emit.emitter,
+                "publication_id": emit.publication_id,
+                "attempts": job.attempts,
+                "ok": failure.is_none(),
+            }),
+        };
+        Some((report_id, entry))
     }
 
     fn max_attempts(&self, job: &LeasedJob) -> u32 {

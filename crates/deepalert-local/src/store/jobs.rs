@@ -3,8 +3,8 @@
 //! retried later, or given up.
 
 use chrono::{DateTime, Utc};
-use deepalert_core::ReportId;
 use deepalert_core::ports::PortResult;
+use deepalert_core::{ReportId, TimelineEntry};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +139,12 @@ impl SqliteStore {
 
     /// Marks a job done and enqueues its follow-ups in the same transaction, so a crash
     /// either re-runs the job or has both.
+    /// `event` goes on a report's timeline in the same transaction.
     pub async fn finish(
         &self,
         id: i64,
         followups: Vec<NewJob>,
+        event: Option<(ReportId, TimelineEntry)>,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
         let has_followups = !followups.is_empty();
@@ -152,6 +154,9 @@ impl SqliteStore {
                 "UPDATE jobs SET state = 'done', finished_at = ?2, leased_until = 0 WHERE id = ?1",
                 params![id, ms(now)],
             )?;
+            if let Some((rid, e)) = &event {
+                super::record(tx, &rid.to_string(), e)?;
+            }
             insert_jobs(tx, &followups, ms(now))
         })
         .await?;
@@ -173,15 +178,24 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn give_up(&self, id: i64, error: &str, now: DateTime<Utc>) -> PortResult<()> {
+    pub async fn give_up(
+        &self,
+        id: i64,
+        error: &str,
+        event: Option<(ReportId, TimelineEntry)>,
+        now: DateTime<Utc>,
+    ) -> PortResult<()> {
         let error = error.to_string();
         self.write("fail job", move |c| {
             c.execute(
                 "UPDATE jobs SET state = 'failed', last_error = ?2, finished_at = ?3, leased_until = 0
                  WHERE id = ?1",
                 params![id, error, ms(now)],
-            )
-            .map(|_| ())
+            )?;
+            if let Some((rid, e)) = &event {
+                super::record(c, &rid.to_string(), e)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -24,7 +24,7 @@ use deepalert_core::ports::{
 };
 use deepalert_core::{
     Alert, AttrHash, Attribute, Finding, FindingContent, Note, Report, ReportId, ReportStatus,
-    ReviewResult, SectionsBuilder, TimelineEntry, sha256_hex,
+    ReviewResult, SectionsBuilder, Severity, TimelineEntry, sha256_hex,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -71,6 +71,25 @@ pub struct SqliteStore {
     job_signal: Arc<Notify>,
 }
 
+/// Which reports to list; empty fields match every report.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    pub status: Option<ReportStatus>,
+    pub severity: Option<SeverityFilter>,
+    pub detector: Option<String>,
+    /// Case-insensitive, in the rule id or name, an alert key or an attribute value.
+    pub text: Option<String>,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeverityFilter {
+    Is(Severity),
+    /// No verdict yet.
+    Unreviewed,
+}
+
 /// A line in the report list.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ReportSummary {
@@ -79,6 +98,9 @@ pub struct ReportSummary {
     pub detector: String,
     pub rule_id: String,
     pub rule_name: String,
+    /// The first alert's.
+    #[serde(default)]
+    pub alert_key: String,
     pub alerts: u32,
     pub result: Option<ReviewResult>,
     pub publications: u32,
@@ -230,12 +252,9 @@ impl SqliteStore {
         .map_err(sql_err(what))
     }
 
-    /// Newest first.
-    pub async fn list_reports(
-        &self,
-        status: Option<ReportStatus>,
-        limit: u32,
-    ) -> PortResult<Vec<ReportSummary>> {
+    /// Newest (most recently changed) first.
+    pub async fn list_reports(&self, filter: &ReportFilter) -> PortResult<Vec<ReportSummary>> {
+        let f = filter.clone();
         self.read("list reports", move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT r.id, r.status, r.result, r.publications, r.created_at, r.updated_at,
@@ -243,9 +262,31 @@ impl SqliteStore {
                         (SELECT count(*) FROM alerts a WHERE a.report_id = r.id)
                  FROM reports r
                  WHERE (?1 IS NULL OR r.status = ?1)
-                 ORDER BY r.updated_at DESC, r.id LIMIT ?2",
+                   AND (?2 IS NULL OR (?2 = 'unreviewed' AND r.result IS NULL)
+                        OR json_extract(r.result, '$.severity') = ?2)
+                   AND (?3 IS NULL OR r.detector = ?3)
+                   AND (?4 IS NULL OR instr(lower(r.rule_id), ?4) > 0 OR EXISTS (
+                        SELECT 1 FROM alerts a WHERE a.report_id = r.id AND (
+                            instr(lower(json_extract(a.body, '$.rule_name')), ?4) > 0
+                            OR instr(lower(json_extract(a.body, '$.alert_key')), ?4) > 0
+                            OR EXISTS (SELECT 1 FROM json_each(a.body, '$.attributes') t
+                                       WHERE instr(lower(json_extract(t.value, '$.value')), ?4) > 0))))
+                 ORDER BY r.updated_at DESC, r.id LIMIT ?5 OFFSET ?6",
             )?;
-            let rows = stmt.query_map(params![status.map(|s| s.as_str()), limit], |row| {
+            let severity = f.severity.map(|s| match s {
+                SeverityFilter::Unreviewed => "unreviewed",
+                SeverityFilter::Is(s) => s.as_str(),
+            });
+            let text = f.text.as_deref().map(str::to_lowercase);
+            let args = params![
+                f.status.map(|s| s.as_str()),
+                severity,
+                f.detector,
+                text,
+                f.limit,
+                f.offset
+            ];
+            let rows = stmt.query_map(args, |row| {
                 let first: Option<String> = row.get(6)?;
                 let first: Option<Alert> = first.as_deref().map(|b| json_col(6, b)).transpose()?;
                 let result: Option<String> = row.get(2)?;
@@ -260,7 +301,11 @@ impl SqliteStore {
                         .as_ref()
                         .map(|a| a.rule_id.clone())
                         .unwrap_or_default(),
-                    rule_name: first.map(|a| a.rule_name).unwrap_or_default(),
+                    rule_name: first
+                        .as_ref()
+                        .map(|a| a.rule_name.clone())
+                        .unwrap_or_default(),
+                    alert_key: first.map(|a| a.alert_key).unwrap_or_default(),
                     alerts: row.get(7)?,
                     result: result.as_deref().map(|r| json_col(2, r)).transpose()?,
                     publications: row.get(3)?,
@@ -269,6 +314,45 @@ impl SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// Reports created since `since`, by severity (`unreviewed` for those without a verdict).
+    pub async fn severity_counts(&self, since: DateTime<Utc>) -> PortResult<Vec<(String, u64)>> {
+        let since = ms(since);
+        self.read("count reports by severity", move |c| {
+            c.prepare_cached(
+                "SELECT coalesce(json_extract(result, '$.severity'), 'unreviewed'), count(*)
+                 FROM reports WHERE created_at >= ?1 GROUP BY 1",
+            )?
+            .query_map([since], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect()
+        })
+        .await
+    }
+
+    /// Every detector that has a report, for filters.
+    pub async fn detectors(&self) -> PortResult<Vec<String>> {
+        self.read("list detectors", |c| {
+            c.prepare_cached("SELECT DISTINCT detector FROM reports ORDER BY 1 LIMIT 500")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+        .await
+    }
+
+    /// The report's timeline, oldest first; `None` if there is no such report.
+    pub async fn report_timeline(&self, id: ReportId) -> PortResult<Option<Vec<TimelineEntry>>> {
+        let rid = id.to_string();
+        self.read("load timeline", move |c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM reports WHERE id = ?1")?
+                .exists([&rid])?;
+            if !exists {
+                return Ok(None);
+            }
+            timeline(c, &rid).map(Some)
         })
         .await
     }
@@ -424,6 +508,28 @@ impl Store for SqliteStore {
         let window_start = ms(req.now - req.window);
         let candidate = req.candidate_report.to_string();
         let (detector, rule_id) = (req.alert.detector.clone(), req.alert.rule_id.clone());
+        let received = |how: &str| {
+            let a = req.alert;
+            let title = if a.rule_name.is_empty() {
+                &a.rule_id
+            } else {
+                &a.rule_name
+            };
+            entry(
+                req.now,
+                "alert",
+                format!(
+                    "alert received{how}: {title} ({}, key {:?})",
+                    a.detector, a.alert_key
+                ),
+                serde_json::json!({"alert_ref": req.alert_ref, "attributes": a.attributes.len()}),
+            )
+        };
+        let (first, more, after_publication) = (
+            received(""),
+            received(", added to the report"),
+            received(" after publication; the report will be reviewed and published again"),
+        );
         self.write("store alert", move |c| {
             let tx = c;
             let open: Option<(String, String)> = tx
@@ -462,6 +568,7 @@ impl Store for SqliteStore {
                             "UPDATE reports SET status = 'more', updated_at = ?2 WHERE id = ?1",
                             params![report_id, now],
                         )?;
+                        record(tx, &report_id, if late { &after_publication } else { &more })?;
                         AlertReceipt {
                             report_id: id,
                             status: ReportStatus::More,
@@ -481,6 +588,7 @@ impl Store for SqliteStore {
                          VALUES (?1, ?2, 'new', 1, ?3, ?4)",
                         params![candidate, alert_ref, body, now],
                     )?;
+                    record(tx, &candidate, &first)?;
                     AlertReceipt {
                         report_id: parse_report_id(0, &candidate)?,
                         status: ReportStatus::New,
@@ -607,16 +715,36 @@ impl Store for SqliteStore {
             .map(|f| {
                 let (kind, content) = f.content.to_parts();
                 (
-                    f.report_id.to_string(),
-                    f.identity(),
-                    f.attribute.identity().0,
-                    f.author.clone(),
-                    kind,
-                    to_json(&f.attribute),
-                    content,
+                    (
+                        f.report_id.to_string(),
+                        f.identity(),
+                        f.attribute.identity().0,
+                        f.author.clone(),
+                        kind,
+                        to_json(&f.attribute),
+                        content,
+                    ),
+                    f.attribute.value.clone(),
                 )
             })
             .collect();
+        // One timeline entry per inspector and attribute, counting the findings that were new.
+        let mut answers: Vec<(String, String, String, usize)> = vec![];
+        for f in findings {
+            let answer = (
+                f.report_id.to_string(),
+                f.author.clone(),
+                f.attribute.value.clone(),
+                0,
+            );
+            if !answers
+                .iter()
+                .any(|a| a.0 == answer.0 && a.1 == answer.1 && a.2 == answer.2)
+            {
+                answers.push(answer);
+            }
+        }
+        let now = Utc::now();
         self.write("store findings", move |c| {
             {
                 let mut stmt = c.prepare_cached(
@@ -624,9 +752,24 @@ impl Store for SqliteStore {
                      (report_id, finding_hash, attr_hash, author, kind, attribute, content)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
-                for r in &rows {
-                    stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])?;
+                for (r, value) in &rows {
+                    if stmt.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6])? > 0
+                        && let Some(a) = answers
+                            .iter_mut()
+                            .find(|a| a.0 == r.0 && a.1 == r.3 && &a.2 == value)
+                    {
+                        a.3 += 1;
+                    }
                 }
+            }
+            for (rid, author, value, n) in answers.iter().filter(|a| a.3 > 0) {
+                let e = entry(
+                    now,
+                    "inspection",
+                    format!("{author} found {n} result(s) about {value:?}"),
+                    serde_json::json!({"inspector": author, "attribute": value, "findings": n}),
+                );
+                record(c, rid, &e)?;
             }
             Ok(())
         })
@@ -644,12 +787,21 @@ impl Store for SqliteStore {
             .as_bytes(),
         );
         let body = to_json(note);
+        let noted = entry(
+            note.created_at,
+            "note",
+            format!("{}: {}", note.author, note.message),
+            serde_json::Value::Null,
+        );
         self.write("store note", move |c| {
-            c.execute(
+            let added = c.execute(
                 "INSERT OR IGNORE INTO notes (report_id, note_hash, body) VALUES (?1, ?2, ?3)",
                 params![rid, hash, body],
-            )
-            .map(|_| ())
+            )?;
+            if added > 0 {
+                record(c, &rid, &noted)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -718,9 +870,44 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![pid, rid, number, to_json(&snapshot), ms(now)],
             )?;
+            let review = match &snapshot.result {
+                Some(r) if r.reason.is_empty() => format!("reviewed: {}", r.severity),
+                Some(r) => format!("reviewed: {} — {}", r.severity, r.reason),
+                None => "not reviewed (no verdict)".to_string(),
+            };
+            record(tx, &rid, &entry(now, "review", review, serde_json::json!(snapshot.result)))?;
+            let published = entry(
+                now,
+                "publication",
+                format!("published (publication {number})"),
+                serde_json::json!({"publication_id": pid, "number": number}),
+            );
+            record(tx, &rid, &published)?;
             Ok(snapshot)
         })
         .await
+    }
+}
+
+/// Appends inside the caller's transaction, so a step and its timeline entry commit together
+/// and the timeline costs no extra commit.
+fn record(c: &Connection, rid: &str, entry: &TimelineEntry) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO timeline (report_id, at, body) VALUES (?1, ?2, ?3)")?
+        .execute(params![rid, ms(entry.at), to_json(entry)])
+        .map(|_| ())
+}
+
+fn entry(
+    at: DateTime<Utc>,
+    kind: &str,
+    message: String,
+    detail: serde_json::Value,
+) -> TimelineEntry {
+    TimelineEntry {
+        at,
+        kind: kind.into(),
+        message,
+        detail,
     }
 }
 

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE INDEX IF NOT EXISTS reports_by_alert_id ON reports (alert_id, created_at);
 CREATE INDEX IF NOT EXISTS reports_by_updated ON reports (updated_at);
+CREATE INDEX IF NOT EXISTS reports_by_created ON reports (created_at);
 
 -- One row per alert message per report; (report_id, alert_ref) is the idempotency key.
 CREATE TABLE IF NOT EXISTS alerts (
