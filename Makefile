@@ -7,7 +7,7 @@ PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
 LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router flow-runner builtin
 
-.PHONY: help serve example test fuzz lint fmt bench cost venv build check-arm64-build deploy deploy-builtins clean
+.PHONY: help serve example test fuzz lint fmt bench cost venv browser build check-arm64-build deploy deploy-builtins clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,12 +18,20 @@ serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deep
 example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.toml)
 	$(CARGO) run --profile serve --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
-test: venv ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
+test: venv browser ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
 	# The AWS stack tests run the Lambda binaries: cargo test builds a package's binaries
 	# only for its own integration tests.
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test --workspace --locked
 	$(MAKE) check-arm64-build
+
+# The web page's test drives Debian's Chromium (headless); its own download is not reachable.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install Debian's chromium for the browser test (if missing)
+	@command -v chromium >/dev/null || { \
+	  $(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; }
+	@chromium --version
 
 # cargo-fuzz needs a nightly toolchain that CI cannot install: the parsers of outside input
 # are fuzzed with proptest instead. `make test` runs 256 cases per property.

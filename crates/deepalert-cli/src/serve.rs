@@ -100,7 +100,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, String> {
         reviewer = config.reviewer.is_some(),
         rules = ?rules.names(),
         api_key = api_key.is_some(),
-        "deepalert serving on http://{local}"
+        "deepalert serving on http://{local}; open http://{local}/ for the reports"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -8,6 +8,7 @@ pub mod plugins;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use config::Config;
 pub use plugins::Plugins;

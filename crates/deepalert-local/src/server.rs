@@ -3,12 +3,16 @@
 //! - `POST /api/v1/alerts` — one alert (JSON) → `202 {"report_id", "status"}`
 //! - `POST /api/v1/events` — cloud events (one EventBridge event, an array, or a CloudTrail
 //!   log file) → the rules' alerts: `202 {"alerts": [...]}`, or `200 {"alerts": []}`
-//! - `GET  /api/v1/reports?status=&limit=` → `{"reports": [summary…]}`, newest first
+//! - `GET  /api/v1/reports?status=&severity=&detector=&q=&limit=&offset=` →
+//!   `{"reports": [summary…]}`, most recently changed first
 //! - `GET  /api/v1/reports/{id}` → the report
+//! - `GET  /api/v1/reports/{id}/timeline` → `{"report_id", "timeline": [entry…]}`, oldest first
+//! - `GET  /`, `/reports/{id}`, `/login` → the web pages (see [`crate::web`])
 //! - `GET  /healthz` → `{"status": "ok"}` (no key needed)
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status. When an API key is set,
-//! `/api/*` requires `Authorization: Bearer <key>`.
+//! `/api/*` requires `Authorization: Bearer <key>` (a page's session cookie is not enough:
+//! the API changes state, the pages only read).
 
 use std::sync::Arc;
 
@@ -23,12 +27,14 @@ use axum::{Json, Router};
 use deepalert_core::ports::Store;
 use deepalert_core::rules::{RuleSet, parse_events};
 use deepalert_core::services::PipelineError;
-use deepalert_core::{AlertError, ReportId, ReportStatus, parse_alert};
+use deepalert_core::{AlertError, ReportId, ReportStatus, Severity, parse_alert};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{error, warn};
 
 use crate::runtime::Engine;
+use crate::store::{ReportFilter, SeverityFilter};
+use crate::web;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -53,13 +59,16 @@ pub fn router(engine: Arc<Engine>, rules: Arc<RuleSet>, api_key: Option<String>)
         .route("/events", post(post_events))
         .route("/reports", get(list_reports))
         .route("/reports/{id}", get(get_report))
+        .route("/reports/{id}/timeline", get(get_timeline))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    let pages = web::router(web::Web::new(state.engine.clone(), state.api_key.clone()));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .merge(pages)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 struct ApiError(StatusCode, String);
@@ -90,7 +99,7 @@ async fn require_key(State(state): State<AppState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -206,54 +215,111 @@ async fn post_alert(
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<String>,
+/// The report list's query, shared by the API and the web page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub detector: Option<String>,
+    /// Text in the rule, an alert key or an attribute value.
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+impl ListQuery {
+    /// Empty parameters are absent (an HTML form sends every field).
+    pub(crate) fn filter(&self, default_limit: u32) -> Result<ReportFilter, String> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let status = given(&self.status)
+            .map(|s| s.parse::<ReportStatus>())
+            .transpose()
+            .map_err(|e| format!("status: {e}"))?;
+        let severity = given(&self.severity)
+            .map(|s| match s {
+                "safe" => Ok(SeverityFilter::Is(Severity::Safe)),
+                "unclassified" => Ok(SeverityFilter::Is(Severity::Unclassified)),
+                "urgent" => Ok(SeverityFilter::Is(Severity::Urgent)),
+                "unreviewed" => Ok(SeverityFilter::Unreviewed),
+                other => Err(format!(
+                    "severity: expected safe, unclassified, urgent or unreviewed, got {other:?}"
+                )),
+            })
+            .transpose()?;
+        let number = |name: &str, v: Option<&str>, range: std::ops::RangeInclusive<u32>| {
+            v.map(|v| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "{name}: must be a number from {} to {}, got {v:?}",
+                            range.start(),
+                            range.end()
+                        )
+                    })
+            })
+            .transpose()
+        };
+        Ok(ReportFilter {
+            status,
+            severity,
+            detector: given(&self.detector).map(String::from),
+            text: given(&self.q).map(String::from),
+            limit: number("limit", given(&self.limit), 1..=MAX_LIST_LIMIT)?
+                .unwrap_or(default_limit),
+            offset: number("offset", given(&self.offset), 0..=u32::MAX)?.unwrap_or(0),
+        })
+    }
 }
 
 async fn list_reports(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = q
-        .status
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<ReportStatus>())
-        .transpose()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("status: {e}")))?;
-    let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIST_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("limit: must be a number from 1 to {MAX_LIST_LIMIT}, got {l:?}"),
-                )
-            })?,
-    };
+    let filter = q
+        .filter(DEFAULT_LIST_LIMIT)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let reports = state
         .engine
         .store()
-        .list_reports(status, limit)
+        .list_reports(&filter)
         .await
         .map_err(internal)?;
     Ok(Json(json!({ "reports": reports })))
+}
+
+fn report_id(id: &str) -> Result<ReportId, ApiError> {
+    id.parse().map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("report id {id:?} is not a UUID: {e}"),
+        )
+    })
+}
+
+async fn get_timeline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = report_id(&id)?;
+    match state.engine.store().report_timeline(id).await {
+        Ok(Some(timeline)) => Ok(Json(json!({ "report_id": id, "timeline": timeline }))),
+        Ok(None) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("report {id} not found"),
+        )),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 async fn get_report(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id: ReportId = id.parse().map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("report id {id:?} is not a UUID: {e}"),
-        )
-    })?;
+    let id = report_id(&id)?;
     match state.engine.store().compile_report(id).await {
         Ok(Some(report)) => Ok(Json(json!(report))),
         Ok(None) => Err(ApiError(
