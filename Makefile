@@ -18,7 +18,7 @@ serve: ## Run `deepalert serve` on its embedded defaults (127.0.0.1:8080, ./deep
 example: ## Run `deepalert serve` with the example plug-ins (examples/deepalert.toml)
 	$(CARGO) run --profile serve --locked -p deepalert-cli --bin deepalert -- serve --config examples/deepalert.toml $(ARGS)
 
-test: venv browser ## Run every test (unit, pipeline, end to end, AWS stack on moto, template checks, an arm64 build)
+test: venv browser ## Run every test (unit, pipeline, end to end, web page in Chromium, AWS stack on moto, template checks, an arm64 build)
 	# The AWS stack tests run the Lambda binaries: cargo test builds a package's binaries
 	# only for its own integration tests.
 	$(CARGO) build --workspace --bins --locked
