@@ -8,8 +8,10 @@ use serde::de::DeserializeOwned;
 
 use crate::BuiltinError;
 use crate::emitters::{self, AsEmitter, Notifier, OnChange};
+#[cfg(feature = "aws")]
+use crate::inspectors::aws_context;
 use crate::inspectors::reputation::{ApiKey, CommonOptions};
-use crate::inspectors::{abuseipdb, aws_context, inventory, threat_list, virustotal};
+use crate::inspectors::{abuseipdb, inventory, threat_list, virustotal};
 use crate::secrets::SecretSource;
 
 pub const INSPECTORS: &[&str] = &[
@@ -84,6 +86,14 @@ pub async fn inspector(
             let key = ApiKey::new(ctx.secret.secret(&o.api_key_env).await?);
             Arc::new(virustotal::VirusTotal::new(&o, key))
         }
+        #[cfg(not(feature = "aws"))]
+        "aws-context" => {
+            return Err(BuiltinError::new(format!(
+                "aws-context: {}",
+                crate::BUILT_WITHOUT_AWS
+            )));
+        }
+        #[cfg(feature = "aws")]
         "aws-context" => {
             let sdk = ctx
                 .aws

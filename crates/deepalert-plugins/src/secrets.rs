@@ -111,6 +111,20 @@ impl Secrets {
         }
     }
 
+    #[cfg(not(feature = "aws"))]
+    async fn read_ssm(
+        &self,
+        name: &str,
+        var: &str,
+        _parameter: &str,
+    ) -> Result<String, BuiltinError> {
+        Err(BuiltinError::new(format!(
+            "secret {name}: {var} names an SSM parameter: {}",
+            crate::BUILT_WITHOUT_AWS
+        )))
+    }
+
+    #[cfg(feature = "aws")]
     async fn read_ssm(
         &self,
         name: &str,

@@ -1,6 +1,7 @@
 //! Built-in inspectors. Each folder has a README with its options.
 
 pub mod abuseipdb;
+#[cfg(feature = "aws")]
 pub mod aws_context;
 pub mod inventory;
 pub mod reputation;

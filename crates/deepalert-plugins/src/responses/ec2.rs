@@ -3,6 +3,7 @@
 //! `destructive`. A dry run makes the same calls with `DryRun`, so AWS itself says
 //! whether they would have succeeded (permissions included).
 
+#[cfg(feature = "aws")]
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use serde_json::{Value, json};
 
@@ -36,10 +37,12 @@ impl InstanceState {
     }
 }
 
+#[cfg(feature = "aws")]
 fn failed<E: std::error::Error + ProvideErrorMetadata>(call: &str, e: E) -> String {
     format!("ec2 {call}: {}", DisplayErrorContext(e))
 }
 
+#[cfg(feature = "aws")]
 /// A call made with `DryRun`: AWS answers `DryRunOperation` when it would have
 /// succeeded.
 fn dry_run_answer<T, E>(
@@ -58,10 +61,34 @@ where
     }
 }
 
+#[cfg(feature = "aws")]
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
 }
 
+/// Built without AWS support: see `iam::Iam`.
+#[cfg(not(feature = "aws"))]
+pub struct Ec2 {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "aws"))]
+impl Ec2 {
+    pub async fn instance(&self, _: &str) -> Result<Option<InstanceState>, String> {
+        match self.never {}
+    }
+
+    pub async fn remediate(
+        &self,
+        _: &RemediationOptions,
+        _: &InstanceState,
+        _: &str,
+    ) -> Result<String, String> {
+        match self.never {}
+    }
+}
+
+#[cfg(feature = "aws")]
 impl Ec2 {
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         Ec2 { client }

@@ -2,6 +2,7 @@
 //! remediation — reversible by default (deny-all inline policy, access keys inactive,
 //! console login profile deleted), deleting the user only when `destructive`.
 
+#[cfg(feature = "aws")]
 use aws_sdk_iam::error::DisplayErrorContext;
 use serde_json::{Value, json};
 
@@ -51,14 +52,35 @@ impl UserState {
     }
 }
 
+#[cfg(feature = "aws")]
 fn failed(call: &str, e: impl std::error::Error) -> String {
     format!("iam {call}: {}", DisplayErrorContext(e))
 }
 
+#[cfg(feature = "aws")]
 pub struct Iam {
     client: aws_sdk_iam::Client,
 }
 
+/// Built without AWS support there is no client, so no `Iam` can exist: callers get the
+/// "built without AWS" error before they would need one.
+#[cfg(not(feature = "aws"))]
+pub struct Iam {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "aws"))]
+impl Iam {
+    pub async fn user(&self, _: &str) -> Result<Option<UserState>, String> {
+        match self.never {}
+    }
+
+    pub async fn call(&self, _: &str, _: &Call) -> Result<(), String> {
+        match self.never {}
+    }
+}
+
+#[cfg(feature = "aws")]
 impl Iam {
     pub fn new(client: aws_sdk_iam::Client) -> Self {
         Iam { client }
@@ -201,7 +223,9 @@ impl Iam {
                 .collect(),
         }))
     }
+}
 
+impl Iam {
     /// What the remediation does to this user, in order: the plan a dry run records, and
     /// the calls a real run makes.
     pub fn plan(o: &RemediationOptions, u: &UserState) -> Vec<Call> {
@@ -264,7 +288,10 @@ impl Iam {
         }
         calls
     }
+}
 
+#[cfg(feature = "aws")]
+impl Iam {
     pub async fn call(&self, name: &str, call: &Call) -> Result<(), String> {
         let c = &self.client;
         match call {

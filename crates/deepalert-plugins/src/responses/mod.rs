@@ -46,15 +46,17 @@ fn instance_type() -> AttrType {
 /// Whether any step of these flows calls AWS (the caller then loads the SDK
 /// configuration).
 pub fn needs_aws(flows: &FlowSet) -> bool {
-    flows.iter().any(|(_, tree)| {
-        tree.leaves().iter().any(|s| match &s.kind {
-            StepKind::Check { check, options } => {
-                check != "rego" || options.get("lookup").is_some()
-            }
-            StepKind::Remediate { action, .. } => action != "exec",
-            _ => false,
-        })
-    })
+    flows
+        .iter()
+        .any(|(_, tree)| tree.leaves().iter().any(|s| step_calls_aws(&s.kind)))
+}
+
+fn step_calls_aws(kind: &StepKind) -> bool {
+    match kind {
+        StepKind::Check { check, options } => check != "rego" || options.get("lookup").is_some(),
+        StepKind::Remediate { action, .. } => action != "exec",
+        _ => false,
+    }
 }
 
 /// The flows of a [`FlowsDocument`] with the responder that runs their steps: its
@@ -193,8 +195,10 @@ pub fn iam_actions(flows: &FlowSet) -> Vec<&'static str> {
 pub struct Responder {
     notifiers: HashMap<String, Arc<dyn Notifier>>,
     emitters: HashMap<String, Arc<dyn EmitterPlugin>>,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     aws: Option<aws_config::SdkConfig>,
     iam: Option<iam::Iam>,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     ec2: Mutex<HashMap<String, Arc<ec2::Ec2>>>,
     /// Relative paths (exec commands, Rego files) are resolved here.
     base_dir: PathBuf,
@@ -217,9 +221,12 @@ impl Responder {
         Responder {
             notifiers,
             emitters,
+            #[cfg(feature = "aws")]
             iam: aws
                 .as_ref()
                 .map(|c| iam::Iam::new(aws_sdk_iam::Client::new(c))),
+            #[cfg(not(feature = "aws"))]
+            iam: None,
             aws,
             ec2: Mutex::new(HashMap::new()),
             base_dir,
@@ -249,6 +256,12 @@ impl Responder {
                 message: format!("step {id}: {message}"),
             };
             for step in tree.leaves() {
+                if !cfg!(feature = "aws") && step_calls_aws(&step.kind) {
+                    return Err(err(
+                        &step.id,
+                        format!("{}: {}", step.label(), crate::BUILT_WITHOUT_AWS),
+                    ));
+                }
                 match &step.kind {
                     StepKind::Notify {
                         notifier,
@@ -333,11 +346,20 @@ impl Responder {
     }
 
     fn iam(&self) -> Result<&iam::Iam, String> {
+        if !cfg!(feature = "aws") {
+            return Err(crate::BUILT_WITHOUT_AWS.into());
+        }
         self.iam.as_ref().ok_or_else(|| {
             "IAM calls need the AWS SDK configuration, which this process has not loaded".into()
         })
     }
 
+    #[cfg(not(feature = "aws"))]
+    fn ec2(&self, _: Option<&str>) -> Result<Arc<ec2::Ec2>, String> {
+        Err(crate::BUILT_WITHOUT_AWS.into())
+    }
+
+    #[cfg(feature = "aws")]
     fn ec2(&self, region: Option<&str>) -> Result<Arc<ec2::Ec2>, String> {
         let sdk = self
             .aws
