@@ -324,6 +324,8 @@ async fn login(
     let next = local_path(form.next.as_deref());
     if !constant_time_eq(form.key.trim().as_bytes(), expected.as_bytes()) {
         warn!("login refused: wrong API key");
+        // Slows guessing down; a person mistyping does not notice.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         return html(
             StatusCode::UNAUTHORIZED,
             views::login(

@@ -202,6 +202,9 @@ const SEND_ONE: &str = r#"curl -X POST http://127.0.0.1:8080/api/v1/alerts \
        "alert_key": "alice", "attributes": [{"type": "ipaddr", "key": "src",
        "value": "198.51.100.7", "context": ["remote"]}]}'"#;
 
+/// A report can gather thousands of alerts; the page stays readable and quick.
+const MAX_ALERTS_SHOWN: usize = 100;
+
 pub fn report(r: &Report, login: bool) -> Markup {
     let first = r.alerts.first();
     let title = first
@@ -273,7 +276,13 @@ pub fn report(r: &Report, login: bool) -> Markup {
         }
         section aria-labelledby="alerts-h" {
             h2 #alerts-h { "Alerts (" (r.alerts.len()) ")" }
-            @for (i, a) in r.alerts.iter().enumerate() { (alert(i, a)) }
+            @for (i, a) in r.alerts.iter().take(MAX_ALERTS_SHOWN).enumerate() { (alert(i, a)) }
+            @if r.alerts.len() > MAX_ALERTS_SHOWN {
+                p.muted {
+                    (r.alerts.len() - MAX_ALERTS_SHOWN) " more alert(s) not shown; "
+                    code { "GET /api/v1/reports/" (r.id) } " has them all."
+                }
+            }
         }
         section aria-labelledby="timeline-h" {
             h2 #timeline-h { "Timeline" }
