@@ -23,7 +23,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::faults::Faults;
 use crate::plugins::Plugins;
-use crate::store::{JobKind, LeasedJob, NewJob, SqliteStore};
+use crate::store::{DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred};
 
 /// Timings and limits of the local runtime.
 #[derive(Debug, Clone)]
@@ -441,12 +441,24 @@ impl Engine {
             // A panic in a plug-in adapter must not leave the job leased forever.
             let engine = self.clone();
             let leased = job.clone();
-            let work = async move { engine.execute(&leased).await }.in_current_span();
-            let outcome = match tokio::spawn(work).await {
+            let work = async move {
+                // A flow's steps record their outcome as they go (a remediation must not
+                // be forgotten), so only the pipeline's jobs keep their writes for the end.
+                if leased.kind == JobKind::Flow {
+                    (engine.execute(&leased).await, DeferredWrites::default())
+                } else {
+                    collect_deferred(engine.execute(&leased)).await
+                }
+            }
+            .in_current_span();
+            let (outcome, effects) = match tokio::spawn(work).await {
                 Ok(o) => o,
-                Err(e) => Outcome::Retry(format!("job panicked: {e}")),
+                Err(e) => (
+                    Outcome::Retry(format!("job panicked: {e}")),
+                    DeferredWrites::default(),
+                ),
             };
-            if let Err(e) = self.settle(&job, outcome).await {
+            if let Err(e) = self.settle(&job, outcome, effects).await {
                 // The lease stays; the job runs again at next start.
                 error!(error = %e.chain(), "cannot record job outcome");
             }
@@ -455,12 +467,32 @@ impl Engine {
         .await
     }
 
-    async fn settle(&self, job: &LeasedJob, outcome: Outcome) -> PortResult<()> {
+    /// Records how the job ended. Its deferred writes (`effects`) commit only with a
+    /// finished job; a job retried or given up runs, or ran, as if they never happened.
+    async fn settle(
+        &self,
+        job: &LeasedJob,
+        outcome: Outcome,
+        effects: DeferredWrites,
+    ) -> PortResult<()> {
         let now = self.clock.now();
         match outcome {
             Outcome::Done(followups) => {
                 let event = self.emit_event(job, now, None);
-                self.store.finish(job.id, followups, event, now).await
+                match self
+                    .store
+                    .finish(job.id, followups, effects, event, now)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let msg = format!("storing the job's results failed: {}", e.chain());
+                        warn!(error = %msg, "job will run again");
+                        self.store
+                            .retry_at(job.id, after(now, Duration::from_secs(1)), &msg)
+                            .await
+                    }
+                }
             }
             Outcome::Retry(msg) if job.attempts < self.max_attempts(job) => {
                 let backoff = Duration::from_secs(1 << job.attempts.min(8).saturating_sub(1));

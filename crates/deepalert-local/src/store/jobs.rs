@@ -8,7 +8,7 @@ use deepalert_core::{ReportId, TimelineEntry};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{SqliteStore, from_ms, ms, parse_report_id};
+use super::{DeferredWrites, SqliteStore, from_ms, ms, parse_report_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,11 +74,12 @@ impl SqliteStore {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.write("enqueue jobs", move |c| {
+        self.write_or_defer("enqueue jobs", move |c| {
             let tx = c;
             insert_jobs(tx, &jobs, ms(now))
         })
         .await?;
+        // Deferred, they are due when the job finishes, which signals then.
         self.job_signal.notify_one();
         Ok(())
     }
@@ -139,17 +140,19 @@ impl SqliteStore {
 
     /// Marks a job done and enqueues its follow-ups in the same transaction, so a crash
     /// either re-runs the job or has both.
-    /// `event` goes on a report's timeline in the same transaction.
+    /// `effects` (the job's deferred writes) and `event` (a timeline entry) commit with it.
     pub async fn finish(
         &self,
         id: i64,
         followups: Vec<NewJob>,
+        effects: DeferredWrites,
         event: Option<(ReportId, TimelineEntry)>,
         now: DateTime<Utc>,
     ) -> PortResult<()> {
-        let has_followups = !followups.is_empty();
+        let has_followups = !followups.is_empty() || !effects.is_empty();
         self.write("finish job", move |c| {
             let tx = c;
+            effects.apply(tx)?;
             tx.execute(
                 "UPDATE jobs SET state = 'done', finished_at = ?2, leased_until = 0 WHERE id = ?1",
                 params![id, ms(now)],

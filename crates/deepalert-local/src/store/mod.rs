@@ -58,6 +58,38 @@ pub enum OpenError {
     },
 }
 
+/// Writes a job makes that need no answer, applied with the job's completion.
+#[derive(Default)]
+pub struct DeferredWrites(Vec<Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>>);
+
+impl DeferredWrites {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn apply(self, c: &Connection) -> rusqlite::Result<()> {
+        self.0.into_iter().try_for_each(|w| w(c))
+    }
+}
+
+tokio::task_local! {
+    static DEFERRED: std::cell::RefCell<DeferredWrites>;
+}
+
+/// Runs `work` keeping the writes it makes that need no answer (jobs enqueued, findings,
+/// notes, "dispatched" marks) instead of writing them; pass them to
+/// [`SqliteStore::finish`] so a job's effects and its completion are one write. A job that
+/// does not finish loses them with it and runs again, as if it had never run.
+pub async fn collect_deferred<F: std::future::Future>(work: F) -> (F::Output, DeferredWrites) {
+    DEFERRED
+        .scope(std::cell::RefCell::new(DeferredWrites::default()), async {
+            let out = work.await;
+            let writes = DEFERRED.with(|d| d.take());
+            (out, writes)
+        })
+        .await
+}
+
 /// Read connections: WAL readers do not block each other or the writer.
 const READERS: usize = 2;
 
@@ -231,6 +263,24 @@ impl SqliteStore {
         answer
             .await
             .map_err(|_| PortError::new("sqlite writer thread has stopped"))?
+    }
+
+    /// A write that returns nothing: inside [`collect_deferred`] it is kept for the job's
+    /// completion (one write, one commit, with it); elsewhere it is written now.
+    async fn write_or_defer<F>(&self, what: &'static str, f: F) -> PortResult<()>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let mut f = Some(f);
+        let kept = DEFERRED.try_with(|d| {
+            if let Some(f) = f.take() {
+                d.borrow_mut().0.push(Box::new(f));
+            }
+        });
+        match (kept, f) {
+            (Ok(()), _) | (_, None) => Ok(()),
+            (Err(_), Some(f)) => self.write(what, f).await,
+        }
     }
 
     async fn read<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
@@ -626,7 +676,7 @@ impl Store for SqliteStore {
 
     async fn mark_dispatched(&self, report_id: ReportId, alert_ref: &str) -> PortResult<()> {
         let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
-        self.write("mark alert dispatched", move |c| {
+        self.write_or_defer("mark alert dispatched", move |c| {
             c.execute(
                 "UPDATE alerts SET dispatched = 1 WHERE report_id = ?1 AND alert_ref = ?2",
                 params![rid, aref],
@@ -745,7 +795,7 @@ impl Store for SqliteStore {
             }
         }
         let now = Utc::now();
-        self.write("store findings", move |c| {
+        self.write_or_defer("store findings", move |c| {
             {
                 let mut stmt = c.prepare_cached(
                     "INSERT OR IGNORE INTO findings
@@ -793,7 +843,7 @@ impl Store for SqliteStore {
             format!("{}: {}", note.author, note.message),
             serde_json::Value::Null,
         );
-        self.write("store note", move |c| {
+        self.write_or_defer("store note", move |c| {
             let added = c.execute(
                 "INSERT OR IGNORE INTO notes (report_id, note_hash, body) VALUES (?1, ?2, ?3)",
                 params![rid, hash, body],
