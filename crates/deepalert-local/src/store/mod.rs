@@ -60,7 +60,9 @@ pub enum OpenError {
 
 /// Writes a job makes that need no answer, applied with the job's completion.
 #[derive(Default)]
-pub struct DeferredWrites(Vec<Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>>);
+pub struct DeferredWrites(Vec<DeferredWrite>);
+
+type DeferredWrite = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
 impl DeferredWrites {
     pub fn is_empty(&self) -> bool {
