@@ -273,15 +273,16 @@ impl SqliteStore {
     where
         F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     {
-        let mut f = Some(f);
-        let kept = DEFERRED.try_with(|d| {
-            if let Some(f) = f.take() {
+        let mut pending = Some(f);
+        // Outside a job's scope `try_with` fails and the write stays pending.
+        let _ = DEFERRED.try_with(|d| {
+            if let Some(f) = pending.take() {
                 d.borrow_mut().0.push(Box::new(f));
             }
         });
-        match (kept, f) {
-            (Ok(()), _) | (_, None) => Ok(()),
-            (Err(_), Some(f)) => self.write(what, f).await,
+        match pending {
+            None => Ok(()),
+            Some(f) => self.write(what, f).await,
         }
     }
 
