@@ -24,7 +24,16 @@ struct Setup {
     config: PathBuf,
 }
 
+/// The delays of the crash tests: separate jobs per step, and with no review delay, the
+/// run as one job (inspections and review inside the dispatch).
+const SEPARATE_STEPS: (&str, &str) = ("200ms", "1s");
+const ONE_JOB: (&str, &str) = ("0s", "0s");
+
 fn setup(durability: &str) -> Setup {
+    setup_with(durability, SEPARATE_STEPS)
+}
+
+fn setup_with(durability: &str, (inspection_delay, review_delay): (&str, &str)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     // Three inspectors, each one finding per attribute; an emitter appending what it gets.
     for name in ["a", "b", "c"] {
@@ -51,8 +60,8 @@ fn setup(durability: &str) -> Setup {
             r#"
 durability = "{durability}"
 [pipeline]
-inspection_delay = "200ms"
-review_delay = "1s"
+inspection_delay = "{inspection_delay}"
+review_delay = "{review_delay}"
 [[inspector]]
 name = "a"
 command = ["./inspect-a.sh"]
@@ -202,27 +211,37 @@ fn recover_and_check(s: &Setup, mut acked: BTreeMap<usize, String>, what: &str) 
 
 #[test]
 fn dying_at_every_step_boundary_loses_nothing_and_publishes_once() {
+    die_at_every_step_boundary(SEPARATE_STEPS);
+}
+
+#[test]
+fn dying_at_every_step_boundary_of_a_run_done_in_one_job() {
+    die_at_every_step_boundary(ONE_JOB);
+}
+
+fn die_at_every_step_boundary(delays: (&str, &str)) {
     let mut figures = Vec::new();
     for (k, point) in deepalert_local::faults::POINTS.iter().enumerate() {
-        let s = setup("normal");
+        let s = setup_with("normal", delays);
         // Not always the first time through: the 1st to 4th hit, varied per point.
         let hit = 1 + (k * 7 + std::process::id() as usize) % 4;
         let fault = format!("{point}:{hit}");
+        let what = format!("{fault} (delays {delays:?})");
         let mut server = start(&s, free_port(), &[("DEEPALERT_FAULT", &fault)]);
         let mut acked = BTreeMap::new();
         send_unacked(&server, &mut acked);
         assert!(
             server.wait_exit(60),
-            "{fault}: the server never reached the point:\n{}",
+            "{what}: the server never reached the point:\n{}",
             server.log()
         );
         assert!(
             server.log().contains(&format!("dying at {point}")),
-            "{}",
+            "{what}: {}",
             server.log()
         );
-        let dup = recover_and_check(&s, acked, &fault);
-        figures.push(format!("{fault}: repeated deliveries {dup}"));
+        let dup = recover_and_check(&s, acked, &what);
+        figures.push(format!("{what}: repeated deliveries {dup}"));
     }
     eprintln!("{}", figures.join("\n"));
 }

@@ -183,6 +183,33 @@ impl TaskBus for LocalTaskBus {
     }
 }
 
+/// The tasks a dispatch publishes, kept to be inspected in the same job.
+#[derive(Default)]
+struct CollectedTasks(std::sync::Mutex<Vec<Task>>);
+
+#[async_trait]
+impl TaskBus for CollectedTasks {
+    async fn publish(&self, tasks: &[Task]) -> PortResult<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(tasks);
+        Ok(())
+    }
+}
+
+/// The review a dispatch schedules, kept to be run in the same job.
+#[derive(Default)]
+struct CollectedReview(std::sync::Mutex<Option<ReviewRun>>);
+
+#[async_trait]
+impl ReviewScheduler for CollectedReview {
+    async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(run.clone());
+        Ok(())
+    }
+}
+
 /// Queues a published report for each emitter, once per publication.
 pub struct LocalEmitter {
     store: SqliteStore,
@@ -593,6 +620,9 @@ impl Engine {
     }
 
     async fn dispatch(&self, run: &WorkflowRun) -> Outcome {
+        if self.runtime.review_delay.is_zero() {
+            return self.dispatch_and_review(run).await;
+        }
         match services::dispatch(
             &self.store,
             &self.bus,
@@ -606,6 +636,74 @@ impl Engine {
             Ok(_) => Outcome::Done(vec![]),
             Err(e) => e.into(),
         }
+    }
+
+    /// With no review delay the run is one job: the alert's attributes are inspected in
+    /// this job (each inspector call as its own job would do, concurrently), their findings
+    /// and the "dispatched" mark committed together, then the report is reviewed and
+    /// published here. A crash before that commit runs the whole job again; after it, the
+    /// job finds the alert dispatched and goes on to the review. Findings that name new
+    /// attributes still get inspect jobs of their own, as without this.
+    async fn dispatch_and_review(&self, run: &WorkflowRun) -> Outcome {
+        let tasks = CollectedTasks::default();
+        let review = CollectedReview::default();
+        if let Err(e) = services::dispatch(
+            &self.store,
+            &tasks,
+            &review,
+            self.clock.as_ref(),
+            &self.pipeline,
+            run,
+        )
+        .await
+        {
+            return e.into();
+        }
+        let tasks = tasks.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        if !tasks.is_empty() {
+            self.faults.hit("dispatch:tasks-queued");
+        }
+        let mut inspections = Vec::new();
+        for task in &tasks {
+            for inspector in self.plugins.inspectors.iter() {
+                if inspector.wants(&task.attribute.attr_type) {
+                    inspections.push(InspectJob {
+                        inspector: inspector.name.clone(),
+                        task: task.clone(),
+                    });
+                }
+            }
+        }
+        // Polled in this task, so their writes stay in this job's deferred scope.
+        let outcomes =
+            futures_util::future::join_all(inspections.into_iter().map(|job| self.inspect(job)))
+                .await;
+        if let Some(failed) = outcomes
+            .into_iter()
+            .find(|o| !matches!(o, Outcome::Done(_)))
+        {
+            return failed;
+        }
+        let Some(scheduled) = review.0.into_inner().unwrap_or_else(|p| p.into_inner()) else {
+            return Outcome::Done(vec![]);
+        };
+        if !run.review {
+            // Another alert of an already published report: its review may be scheduled by
+            // several runs at once, and the review job's key makes it one.
+            return match self.workflow.schedule_review(&scheduled).await {
+                Ok(()) => Outcome::Done(vec![]),
+                Err(e) => PipelineError::from(e).into(),
+            };
+        }
+        // The review reads the findings back: they must be committed first.
+        if let Err(e) = self.store.flush_deferred().await {
+            return Outcome::Retry(e.chain());
+        }
+        self.review(&ReviewJob {
+            report_id: scheduled.report_id,
+            publication_id: scheduled.name,
+        })
+        .await
     }
 
     async fn review(&self, job: &ReviewJob) -> Outcome {

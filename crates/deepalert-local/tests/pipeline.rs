@@ -284,10 +284,18 @@ impl Drop for Running {
 }
 
 fn run_engine(plugins: Plugins, settings: PipelineSettings) -> Running {
+    run_engine_with(plugins, settings, Duration::from_millis(300))
+}
+
+fn run_engine_with(
+    plugins: Plugins,
+    settings: PipelineSettings,
+    review_delay: Duration,
+) -> Running {
     let (dir, store) = open_store();
     let runtime = RuntimeSettings {
         inspection_delay: Duration::ZERO,
-        review_delay: Duration::from_millis(300),
+        review_delay,
         ..RuntimeSettings::default()
     };
     let engine = Engine::new(store, plugins, settings, runtime, Arc::new(SystemClock));
@@ -657,5 +665,130 @@ async fn retention_deletes_old_published_reports_and_all_they_hold() {
     assert!(
         store.compile_report(open).await.unwrap().is_some(),
         "not published: kept"
+    );
+}
+
+/// Finds a host behind every attribute, slowly.
+struct SlowHostInspector;
+
+#[async_trait]
+impl InspectorPlugin for SlowHostInspector {
+    async fn inspect(&self, task: &Task) -> Result<InspectorOutput, PluginError> {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok(InspectorOutput {
+            findings: vec![FindingContent::Host(deepalert_core::finding::ContentHost {
+                hostname: vec![format!("host-of-{}", task.attribute.value)],
+                ..Default::default()
+            })],
+            attributes: vec![],
+        })
+    }
+}
+
+/// Says how many of the report's attributes had a finding when it looked.
+struct CountingReviewer;
+
+#[async_trait]
+impl Reviewer for CountingReviewer {
+    async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
+        let found = report
+            .sections
+            .iter()
+            .filter(|s| !s.hosts.is_empty())
+            .count();
+        Ok(Some(ReviewResult {
+            severity: Severity::Safe,
+            reason: format!(
+                "{found} of {} attributes inspected",
+                report.attributes.len()
+            ),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_review_delay_the_review_follows_every_inspection_in_one_job() {
+    let emitted = Arc::new(CollectingEmitter::default());
+    let plugins = Plugins {
+        inspectors: vec![InspectorEntry {
+            name: "slow-hosts".into(),
+            attribute_types: None,
+            plugin: Arc::new(SlowHostInspector),
+        }],
+        reviewer: Arc::new(CountingReviewer),
+        emitters: vec![EmitterEntry {
+            name: "collect".into(),
+            max_attempts: 1,
+            plugin: emitted.clone(),
+        }],
+        flows: None,
+    };
+    let run = run_engine_with(plugins, PipelineSettings::default(), Duration::ZERO);
+    let receipt = run
+        .engine
+        .receive(&alert(
+            "three",
+            vec![ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3")],
+        ))
+        .await
+        .unwrap();
+    let report = wait_published(&run.engine, receipt.report_id, 1).await;
+
+    // Without a delay the review still waits for the inspections, however slow.
+    assert_eq!(
+        report.result.as_ref().unwrap().reason,
+        "3 of 3 attributes inspected"
+    );
+    let hosts: Vec<&str> = report
+        .sections
+        .iter()
+        .flat_map(|s| s.hosts.iter().flat_map(|h| h.content.hostname.iter()))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        hosts.len(),
+        3,
+        "one finding per attribute, stored once: {hosts:?}"
+    );
+
+    let timeline = run
+        .engine
+        .store()
+        .report_timeline(receipt.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<&str> = timeline.iter().map(|e| e.kind.as_str()).collect();
+    let last_inspection = kinds.iter().rposition(|k| *k == "inspection").unwrap();
+    let review = kinds.iter().position(|k| *k == "review").unwrap();
+    assert!(last_inspection < review, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "inspection").count(), 3);
+
+    for _ in 0..100 {
+        if !emitted.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(emitted.0.lock().unwrap().len(), 1);
+
+    // The run was one dispatch job (inspections and review inside it) and one emit job.
+    let db = rusqlite::Connection::open(run._dir.path().join("deepalert.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT kind, count(*), min(state) FROM jobs WHERE report_id = ?1 GROUP BY kind ORDER BY kind")
+        .unwrap();
+    let jobs: Vec<(String, i64, String)> = stmt
+        .query_map([receipt.report_id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        jobs,
+        vec![
+            ("dispatch".to_string(), 1, "done".to_string()),
+            ("emit".to_string(), 1, "done".to_string()),
+        ]
     );
 }

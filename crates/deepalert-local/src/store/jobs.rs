@@ -8,7 +8,7 @@ use deepalert_core::{ReportId, TimelineEntry};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{DeferredWrites, SqliteStore, from_ms, ms, parse_report_id};
+use super::{CachedSql, DeferredWrites, SqliteStore, from_ms, ms, parse_report_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,7 +126,7 @@ impl SqliteStore {
     /// When the next pending job that is not running is due, if any.
     pub async fn next_due(&self) -> PortResult<Option<DateTime<Utc>>> {
         self.read("find next due job", |c| {
-            c.query_row(
+            c.row(
                 "SELECT due_at FROM jobs WHERE state = 'pending' AND leased_until = 0
                  ORDER BY due_at LIMIT 1",
                 [],
@@ -153,7 +153,7 @@ impl SqliteStore {
         self.write("finish job", move |c| {
             let tx = c;
             effects.apply(tx)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'done', finished_at = ?2, leased_until = 0 WHERE id = ?1",
                 params![id, ms(now)],
             )?;
@@ -172,7 +172,7 @@ impl SqliteStore {
     pub async fn retry_at(&self, id: i64, at: DateTime<Utc>, error: &str) -> PortResult<()> {
         let error = error.to_string();
         self.write("reschedule job", move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE jobs SET due_at = ?2, leased_until = 0, last_error = ?3 WHERE id = ?1",
                 params![id, ms(at), error],
             )
@@ -190,7 +190,7 @@ impl SqliteStore {
     ) -> PortResult<()> {
         let error = error.to_string();
         self.write("fail job", move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE jobs SET state = 'failed', last_error = ?2, finished_at = ?3, leased_until = 0
                  WHERE id = ?1",
                 params![id, error, ms(now)],
@@ -206,7 +206,7 @@ impl SqliteStore {
     /// Leases belong to the process that took them; a new process owns every pending job.
     pub async fn release_all_leases(&self) -> PortResult<usize> {
         self.write("release leases", |c| {
-            c.execute(
+            c.exec(
                 "UPDATE jobs SET leased_until = 0 WHERE state = 'pending' AND leased_until > 0",
                 [],
             )
@@ -217,7 +217,7 @@ impl SqliteStore {
     /// Forgets finished jobs older than `before` (their keys can then be enqueued again).
     pub async fn purge_finished(&self, before: DateTime<Utc>) -> PortResult<usize> {
         self.write("purge finished jobs", move |c| {
-            c.execute(
+            c.exec(
                 "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 AND state = 'done'",
                 [ms(before)],
             )
@@ -234,7 +234,7 @@ impl SqliteStore {
             c.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY); DELETE FROM doomed;",
             )?;
-            let n = c.execute(
+            let n = c.exec(
                 "INSERT INTO doomed (id)
                  SELECT r.id FROM reports r
                  WHERE r.updated_at < ?1 AND r.status = 'published'

@@ -13,7 +13,7 @@ pub use writer::WriteStats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -56,6 +56,8 @@ pub enum OpenError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cannot start a database reader thread: {source}")]
+    Thread { source: std::io::Error },
 }
 
 /// Writes a job makes that need no answer, applied with the job's completion.
@@ -95,11 +97,31 @@ pub async fn collect_deferred<F: std::future::Future>(work: F) -> (F::Output, De
 /// Read connections: WAL readers do not block each other or the writer.
 const READERS: usize = 2;
 
+/// A read, run on a reader thread.
+type ReadOp = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Each read connection has its own thread, fed by a channel: reads from hundreds of jobs
+/// queue there instead of parking as many blocking-pool threads on a connection's lock.
+fn spawn_reader(conn: Connection, n: usize) -> std::io::Result<std::sync::mpsc::Sender<ReadOp>> {
+    let (tx, rx) = std::sync::mpsc::channel::<ReadOp>();
+    std::thread::Builder::new()
+        .name(format!("sqlite-reader-{n}"))
+        .spawn(move || {
+            // Ends when every store handle (sender) is dropped.
+            while let Ok(op) = rx.recv() {
+                // A panicking read drops its answer (its caller gets an error); the
+                // thread serves the next one.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&conn)));
+            }
+        })?;
+    Ok(tx)
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<writer::Op>,
     stats: Arc<writer::WriteStats>,
-    readers: Arc<[Mutex<Connection>]>,
+    readers: Arc<[std::sync::mpsc::Sender<ReadOp>]>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Woken whenever a job becomes due now, so the runner does not poll.
     job_signal: Arc<Notify>,
@@ -142,6 +164,30 @@ pub struct ReportSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Statements through the connection's prepared-statement cache: parsing the same SQL
+/// again for every write was a tenth of the writer thread's time.
+pub(crate) trait CachedSql {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedSql for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// Applies deepalert's pragmas; also used by the benchmark's raw-insert baseline so both
 /// measure the same durability.
 pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
@@ -155,6 +201,11 @@ pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqli
     // rewritten many times between checkpoints and copied to the database once.
     conn.pragma_update(None, "cache_size", -32_000)?;
     conn.pragma_update(None, "wal_autocheckpoint", 8_000)?;
+    // Every write runs in its own savepoint (see writer.rs), whose undo pages go to a
+    // statement journal: in memory, not a temporary file per transaction.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // More distinct statements than rusqlite's default of 16 are in use.
+    conn.set_prepared_statement_cache_capacity(256);
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }
@@ -209,7 +260,7 @@ impl SqliteStore {
                 source,
             })?;
         let readers = (0..READERS)
-            .map(|_| open(&path).map(Mutex::new))
+            .map(|n| spawn_reader(open(&path)?, n).map_err(|source| OpenError::Thread { source }))
             .collect::<Result<Vec<_>, _>>()?;
         let stats = Arc::new(writer::WriteStats::default());
         Ok(SqliteStore {
@@ -286,23 +337,38 @@ impl SqliteStore {
         }
     }
 
+    /// Commits the writes kept so far by the running job's [`collect_deferred`] scope, so
+    /// that what follows in the same job reads them. Nothing to do outside a job's scope.
+    pub async fn flush_deferred(&self) -> PortResult<()> {
+        let kept = DEFERRED.try_with(|d| d.take()).unwrap_or_default();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        self.write("commit a step's results", move |c| kept.apply(c))
+            .await?;
+        self.job_signal.notify_one();
+        Ok(())
+    }
+
     async fn read<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
         let pick = self
             .next_reader
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % readers.len();
-        tokio::task::spawn_blocking(move || {
-            let guard = readers[pick].lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
-        })
-        .await
-        .map_err(|e| PortError::with_source("sqlite worker panicked", e))?
-        .map_err(sql_err(what))
+            % self.readers.len();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.readers[pick]
+            .send(Box::new(move |c: &Connection| {
+                let _ = answer.send(f(c));
+            }))
+            .map_err(|_| PortError::new("sqlite reader thread has stopped"))?;
+        answered
+            .await
+            .map_err(|_| PortError::new(format!("sqlite read failed (it panicked): {what}")))?
+            .map_err(sql_err(what))
     }
 
     /// Newest (most recently changed) first.
@@ -414,7 +480,7 @@ impl SqliteStore {
     pub async fn publication(&self, publication_id: &str) -> PortResult<Option<Report>> {
         let id = publication_id.to_string();
         self.read("load publication", move |c| {
-            c.query_row(
+            c.row(
                 "SELECT snapshot FROM publications WHERE publication_id = ?1",
                 [id],
                 |row| json_col(0, &row.get::<_, String>(0)?),
@@ -436,11 +502,10 @@ impl SqliteStore {
                 "notes",
                 "publications",
             ] {
-                let n: i64 =
-                    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+                let n: i64 = c.row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
                 out.insert(table.to_string(), n);
             }
-            let pending: i64 = c.query_row(
+            let pending: i64 = c.row(
                 "SELECT count(*) FROM jobs WHERE state = 'pending'",
                 [],
                 |r| r.get(0),
@@ -481,7 +546,7 @@ impl PluginState for SqliteStore {
     async fn get(&self, key: &str) -> PortResult<Option<String>> {
         let key = key.to_string();
         self.read("load plug-in state", move |c| {
-            c.query_row(
+            c.row(
                 "SELECT value FROM plugin_state WHERE key = ?1",
                 [key],
                 |r| r.get(0),
@@ -494,7 +559,7 @@ impl PluginState for SqliteStore {
     async fn put(&self, key: &str, value: &str) -> PortResult<()> {
         let (key, value) = (key.to_string(), value.to_string());
         self.write("store plug-in state", move |c| {
-            c.execute(
+            c.exec(
                 "INSERT INTO plugin_state (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![key, value],
@@ -531,7 +596,7 @@ impl Store for SqliteStore {
     async fn get_flow_run(&self, key: &FlowRunKey) -> PortResult<Option<FlowRun>> {
         let name = key.name();
         self.read("load flow run", move |c| {
-            c.query_row("SELECT body FROM flow_runs WHERE name = ?1", [name], |r| {
+            c.row("SELECT body FROM flow_runs WHERE name = ?1", [name], |r| {
                 json_col(0, &r.get::<_, String>(0)?)
             })
             .optional()
@@ -543,7 +608,7 @@ impl Store for SqliteStore {
         let (name, rid, body) = (run.key.name(), run.key.report_id.to_string(), to_json(run));
         let now = ms(Utc::now());
         self.write("store flow run", move |c| {
-            c.execute(
+            c.exec(
                 "INSERT INTO flow_runs (name, report_id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
                 params![name, rid, body, now],
@@ -586,7 +651,7 @@ impl Store for SqliteStore {
         self.write("store alert", move |c| {
             let tx = c;
             let open: Option<(String, String)> = tx
-                .query_row(
+                .row(
                     "SELECT id, status FROM reports WHERE alert_id = ?1 AND created_at > ?2
                      ORDER BY created_at DESC LIMIT 1",
                     params![alert_id, window_start],
@@ -596,7 +661,7 @@ impl Store for SqliteStore {
             let receipt = match open {
                 Some((report_id, report_status)) => {
                     let existing: Option<(String, bool)> = tx
-                        .query_row(
+                        .row(
                             "SELECT joined_as, run_review FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
                             params![report_id, alert_ref],
                             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -612,12 +677,12 @@ impl Store for SqliteStore {
                         }
                     } else {
                         let late = report_status == ReportStatus::Published.as_str();
-                        tx.execute(
+                        tx.exec(
                             "INSERT INTO alerts (report_id, alert_ref, joined_as, run_review, body, received_at)
                              VALUES (?1, ?2, 'more', ?3, ?4, ?5)",
                             params![report_id, alert_ref, late, body, now],
                         )?;
-                        tx.execute(
+                        tx.exec(
                             "UPDATE reports SET status = 'more', updated_at = ?2 WHERE id = ?1",
                             params![report_id, now],
                         )?;
@@ -631,12 +696,12 @@ impl Store for SqliteStore {
                     }
                 }
                 None => {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO reports (id, alert_id, detector, rule_id, status, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, 'new', ?5, ?5)",
                         params![candidate, alert_id, detector, rule_id, now],
                     )?;
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO alerts (report_id, alert_ref, joined_as, run_review, body, received_at)
                          VALUES (?1, ?2, 'new', 1, ?3, ?4)",
                         params![candidate, alert_ref, body, now],
@@ -662,7 +727,7 @@ impl Store for SqliteStore {
     ) -> PortResult<Option<StoredAlert>> {
         let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
         self.read("load alert", move |c| {
-            c.query_row(
+            c.row(
                 "SELECT body, dispatched FROM alerts WHERE report_id = ?1 AND alert_ref = ?2",
                 params![rid, aref],
                 |r| {
@@ -680,7 +745,7 @@ impl Store for SqliteStore {
     async fn mark_dispatched(&self, report_id: ReportId, alert_ref: &str) -> PortResult<()> {
         let (rid, aref) = (report_id.to_string(), alert_ref.to_string());
         self.write_or_defer("mark alert dispatched", move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE alerts SET dispatched = 1 WHERE report_id = ?1 AND alert_ref = ?2",
                 params![rid, aref],
             )
@@ -705,14 +770,14 @@ impl Store for SqliteStore {
         self.write("claim attributes", move |c| {
             let tx = c;
             let mut outcome = ClaimOutcome::default();
-            let mut count: u32 = tx.query_row(
+            let mut count: u32 = tx.row(
                 "SELECT attr_count FROM reports WHERE id = ?1",
                 [&rid],
                 |r| r.get(0),
             )?;
             for (hash, depth, attribute) in claims {
                 let owner: Option<String> = tx
-                    .query_row(
+                    .row(
                         "SELECT claimer FROM attributes WHERE report_id = ?1 AND attr_hash = ?2",
                         params![rid, hash],
                         |r| r.get(0),
@@ -723,7 +788,7 @@ impl Store for SqliteStore {
                     Some(_) => {}
                     None if count >= max_attributes => outcome.over_limit.push(attribute),
                     None => {
-                        tx.execute(
+                        tx.exec(
                             "INSERT INTO attributes (report_id, attr_hash, depth, claimer, body)
                              VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![rid, hash, depth, claimer, to_json(&attribute)],
@@ -733,7 +798,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE reports SET attr_count = ?2 WHERE id = ?1",
                 params![rid, count],
             )?;
@@ -749,7 +814,7 @@ impl Store for SqliteStore {
     ) -> PortResult<Option<u32>> {
         let (rid, hash) = (report_id.to_string(), attr.0.clone());
         self.read("load attribute depth", move |c| {
-            c.query_row(
+            c.row(
                 "SELECT depth FROM attributes WHERE report_id = ?1 AND attr_hash = ?2",
                 params![rid, hash],
                 |r| r.get(0),
@@ -847,7 +912,7 @@ impl Store for SqliteStore {
             serde_json::Value::Null,
         );
         self.write_or_defer("store note", move |c| {
-            let added = c.execute(
+            let added = c.exec(
                 "INSERT OR IGNORE INTO notes (report_id, note_hash, body) VALUES (?1, ?2, ?3)",
                 params![rid, hash, body],
             )?;
@@ -862,7 +927,7 @@ impl Store for SqliteStore {
     async fn report_head(&self, report_id: ReportId) -> PortResult<Option<ReportHead>> {
         let rid = report_id.to_string();
         self.read("load report status", move |c| {
-            c.query_row(
+            c.row(
                 "SELECT status, detector, rule_id, publications,
                         (SELECT count(*) FROM alerts a WHERE a.report_id = r.id)
                  FROM reports r WHERE id = ?1",
@@ -898,7 +963,7 @@ impl Store for SqliteStore {
         self.write("record publication", move |c| {
             let tx = c;
             let existing: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT snapshot FROM publications WHERE publication_id = ?1",
                     [&pid],
                     |r| r.get(0),
@@ -908,7 +973,7 @@ impl Store for SqliteStore {
                 return json_col(0, &existing);
             }
             let rid = snapshot.id.to_string();
-            let number: u32 = tx.query_row(
+            let number: u32 = tx.row(
                 "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
                         updated_at = ?3, publications = publications + 1
                  WHERE id = ?1 RETURNING publications",
@@ -918,7 +983,7 @@ impl Store for SqliteStore {
             snapshot.status = ReportStatus::Published;
             snapshot.published_at = Some(now);
             snapshot.publications = number;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![pid, rid, number, to_json(&snapshot), ms(now)],
@@ -975,7 +1040,7 @@ fn timeline(c: &Connection, rid: &str) -> rusqlite::Result<Vec<TimelineEntry>> {
 fn compile(c: &Connection, report_id: ReportId) -> rusqlite::Result<Option<Report>> {
     let rid = report_id.to_string();
     let head = c
-        .query_row(
+        .row(
             "SELECT status, created_at, result, published_at, publications FROM reports WHERE id = ?1",
             [&rid],
             |r| {

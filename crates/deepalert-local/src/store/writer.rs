@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
 use rusqlite::{Connection, TransactionBehavior};
+
+use super::CachedSql;
 use tracing::error;
 
 /// Writes per transaction at most: bounds how long one commit keeps callers waiting.
@@ -81,7 +83,7 @@ fn run(mut conn: Connection, rx: Receiver<Op>, stats: &WriteStats) {
 
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     let mut answers: Vec<Completion> = Vec::with_capacity(batch.len());
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             error!(error = %e, "cannot begin a write transaction");
@@ -92,17 +94,18 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
         }
     };
     for op in batch.drain(..) {
-        let ran = match tx.savepoint() {
-            Ok(sp) => {
-                let ran = op(Some(&sp));
+        // rusqlite's `Savepoint` parses its SQL each time; these come from the cache.
+        let ran = match tx.exec("SAVEPOINT write", []) {
+            Ok(_) => {
+                let ran = op(Some(&*tx));
                 let released = if ran.keep {
-                    sp.commit()
+                    tx.exec("RELEASE write", [])
                 } else {
-                    drop(sp); // rolls the savepoint back
-                    Ok(())
+                    tx.exec("ROLLBACK TO write", [])
+                        .and_then(|_| tx.exec("RELEASE write", []))
                 };
                 match released {
-                    Ok(()) => ran,
+                    Ok(_) => ran,
                     Err(e) => Ran {
                         keep: false,
                         answer: Box::new(move |_| (ran.answer)(Err(e.to_string()))),
@@ -126,5 +129,56 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     });
     for answer in answers {
         answer(committed.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Answers = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
+    fn insert(v: &'static str, fail: bool, answers: Answers) -> Op {
+        Box::new(move |c| {
+            c.expect("batch started")
+                .execute("INSERT INTO t VALUES (?1)", [v])
+                .unwrap();
+            if fail {
+                Ran::failed(move |_| answers.lock().unwrap().push((v, false)))
+            } else {
+                Ran::ok(move |r| answers.lock().unwrap().push((v, r.is_ok())))
+            }
+        })
+    }
+
+    #[test]
+    fn a_failing_write_rolls_back_alone_and_the_batch_commits() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        let answers = Answers::default();
+        // Twice: the cached savepoint statements are reused by the second batch.
+        for round in 0..2 {
+            let mut batch = vec![
+                insert("a", false, answers.clone()),
+                insert("b", true, answers.clone()),
+                insert("c", false, answers.clone()),
+            ];
+            commit_batch(&mut conn, &mut batch);
+            let rows: Vec<String> = conn
+                .prepare("SELECT v FROM t ORDER BY rowid")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let want: Vec<&str> = ["a", "c"].repeat(round + 1);
+            assert_eq!(rows, want);
+        }
+        assert_eq!(
+            *answers.lock().unwrap(),
+            [("a", true), ("b", false), ("c", true)].repeat(2)
+        );
     }
 }
