@@ -24,10 +24,10 @@ struct Setup {
     config: PathBuf,
 }
 
-/// The delays of the crash tests: separate jobs per step, and with no review delay, the
-/// run as one job (inspections and review inside the dispatch).
+/// The delays of the crash tests: a job per step, and with no review delay, the
+/// inspections inside the dispatch job.
 const SEPARATE_STEPS: (&str, &str) = ("200ms", "1s");
-const ONE_JOB: (&str, &str) = ("0s", "0s");
+const INSPECTIONS_IN_DISPATCH: (&str, &str) = ("0s", "0s");
 
 fn setup(durability: &str) -> Setup {
     setup_with(durability, SEPARATE_STEPS)
@@ -215,8 +215,8 @@ fn dying_at_every_step_boundary_loses_nothing_and_publishes_once() {
 }
 
 #[test]
-fn dying_at_every_step_boundary_of_a_run_done_in_one_job() {
-    die_at_every_step_boundary(ONE_JOB);
+fn dying_at_every_step_boundary_with_inspections_inside_the_dispatch() {
+    die_at_every_step_boundary(INSPECTIONS_IN_DISPATCH);
 }
 
 fn die_at_every_step_boundary(delays: (&str, &str)) {

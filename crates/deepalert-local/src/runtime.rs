@@ -198,18 +198,6 @@ impl TaskBus for CollectedTasks {
     }
 }
 
-/// The review a dispatch schedules, kept to be run in the same job.
-#[derive(Default)]
-struct CollectedReview(std::sync::Mutex<Option<ReviewRun>>);
-
-#[async_trait]
-impl ReviewScheduler for CollectedReview {
-    async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(run.clone());
-        Ok(())
-    }
-}
-
 /// Queues a published report for each emitter, once per publication.
 pub struct LocalEmitter {
     store: SqliteStore,
@@ -621,7 +609,7 @@ impl Engine {
 
     async fn dispatch(&self, run: &WorkflowRun) -> Outcome {
         if self.runtime.review_delay.is_zero() {
-            return self.dispatch_and_review(run).await;
+            return self.dispatch_and_inspect(run).await;
         }
         match services::dispatch(
             &self.store,
@@ -638,19 +626,17 @@ impl Engine {
         }
     }
 
-    /// With no review delay the run is one job: the alert's attributes are inspected in
-    /// this job (each inspector call as its own job would do, concurrently), their findings
-    /// and the "dispatched" mark committed together, then the report is reviewed and
-    /// published here. A crash before that commit runs the whole job again; after it, the
-    /// job finds the alert dispatched and goes on to the review. Findings that name new
-    /// attributes still get inspect jobs of their own, as without this.
-    async fn dispatch_and_review(&self, run: &WorkflowRun) -> Outcome {
+    /// With no review delay, the alert's attributes are inspected inside its dispatch job
+    /// (each inspector call as an inspect job would make it, concurrently), and the review
+    /// job is queued in the same commit as their findings and the "dispatched" mark, so the
+    /// review sees every finding. A crash before that commit runs the whole job again, as
+    /// any job. Attributes that findings name get inspect jobs of their own, as with a delay.
+    async fn dispatch_and_inspect(&self, run: &WorkflowRun) -> Outcome {
         let tasks = CollectedTasks::default();
-        let review = CollectedReview::default();
         if let Err(e) = services::dispatch(
             &self.store,
             &tasks,
-            &review,
+            &self.workflow,
             self.clock.as_ref(),
             &self.pipeline,
             run,
@@ -678,32 +664,10 @@ impl Engine {
         let outcomes =
             futures_util::future::join_all(inspections.into_iter().map(|job| self.inspect(job)))
                 .await;
-        if let Some(failed) = outcomes
+        outcomes
             .into_iter()
             .find(|o| !matches!(o, Outcome::Done(_)))
-        {
-            return failed;
-        }
-        let Some(scheduled) = review.0.into_inner().unwrap_or_else(|p| p.into_inner()) else {
-            return Outcome::Done(vec![]);
-        };
-        if !run.review {
-            // Another alert of an already published report: its review may be scheduled by
-            // several runs at once, and the review job's key makes it one.
-            return match self.workflow.schedule_review(&scheduled).await {
-                Ok(()) => Outcome::Done(vec![]),
-                Err(e) => PipelineError::from(e).into(),
-            };
-        }
-        // The review reads the findings back: they must be committed first.
-        if let Err(e) = self.store.flush_deferred().await {
-            return Outcome::Retry(e.chain());
-        }
-        self.review(&ReviewJob {
-            report_id: scheduled.report_id,
-            publication_id: scheduled.name,
-        })
-        .await
+            .unwrap_or(Outcome::Done(vec![]))
     }
 
     async fn review(&self, job: &ReviewJob) -> Outcome {

@@ -707,7 +707,7 @@ impl Reviewer for CountingReviewer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_review_delay_the_review_follows_every_inspection_in_one_job() {
+async fn with_no_review_delay_the_review_follows_every_inspection() {
     let emitted = Arc::new(CollectingEmitter::default());
     let plugins = Plugins {
         inspectors: vec![InspectorEntry {
@@ -772,7 +772,7 @@ async fn with_no_review_delay_the_review_follows_every_inspection_in_one_job() {
     }
     assert_eq!(emitted.0.lock().unwrap().len(), 1);
 
-    // The run was one dispatch job (inspections and review inside it) and one emit job.
+    // The inspections ran inside the dispatch job: no inspect jobs.
     let db = rusqlite::Connection::open(run._dir.path().join("deepalert.db")).unwrap();
     let mut stmt = db
         .prepare("SELECT kind, count(*), min(state) FROM jobs WHERE report_id = ?1 GROUP BY kind ORDER BY kind")
@@ -789,6 +789,7 @@ async fn with_no_review_delay_the_review_follows_every_inspection_in_one_job() {
         vec![
             ("dispatch".to_string(), 1, "done".to_string()),
             ("emit".to_string(), 1, "done".to_string()),
+            ("review".to_string(), 1, "done".to_string()),
         ]
     );
 }

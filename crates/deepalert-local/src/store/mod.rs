@@ -56,7 +56,7 @@ pub enum OpenError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("cannot start a database reader thread: {source}")]
+    #[error("cannot start a database thread: {source}")]
     Thread { source: std::io::Error },
 }
 
@@ -125,6 +125,29 @@ pub struct SqliteStore {
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Woken whenever a job becomes due now, so the runner does not poll.
     job_signal: Arc<Notify>,
+    /// Held only so the checkpointer thread ends with the last store handle.
+    _checkpointer: std::sync::mpsc::Sender<()>,
+}
+
+/// Copies the WAL into the database from its own connection, every `period`: the writer
+/// never checkpoints itself, so a checkpoint's copying and fsyncs no longer stall every
+/// write queued behind it.
+fn spawn_checkpointer(
+    conn: Connection,
+    period: std::time::Duration,
+) -> std::io::Result<std::sync::mpsc::Sender<()>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpointer".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
+                // PASSIVE: copies what no reader still needs, waits for no one.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 /// Which reports to list; empty fields match every report.
@@ -259,6 +282,16 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            // A reset WAL is cut back to this size, so one burst does not keep it large.
+            .and_then(|()| writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024))
+            .map_err(|source| OpenError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let checkpointer = spawn_checkpointer(open(&path)?, std::time::Duration::from_millis(500))
+            .map_err(|source| OpenError::Thread { source })?;
         let readers = (0..READERS)
             .map(|n| spawn_reader(open(&path)?, n).map_err(|source| OpenError::Thread { source }))
             .collect::<Result<Vec<_>, _>>()?;
@@ -269,6 +302,7 @@ impl SqliteStore {
             readers: readers.into(),
             next_reader: Arc::default(),
             job_signal: Arc::new(Notify::new()),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -335,19 +369,6 @@ impl SqliteStore {
             None => Ok(()),
             Some(f) => self.write(what, f).await,
         }
-    }
-
-    /// Commits the writes kept so far by the running job's [`collect_deferred`] scope, so
-    /// that what follows in the same job reads them. Nothing to do outside a job's scope.
-    pub async fn flush_deferred(&self) -> PortResult<()> {
-        let kept = DEFERRED.try_with(|d| d.take()).unwrap_or_default();
-        if kept.is_empty() {
-            return Ok(());
-        }
-        self.write("commit a step's results", move |c| kept.apply(c))
-            .await?;
-        self.job_signal.notify_one();
-        Ok(())
     }
 
     async fn read<T, F>(&self, what: &'static str, f: F) -> PortResult<T>
