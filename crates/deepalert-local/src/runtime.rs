@@ -23,7 +23,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::faults::Faults;
 use crate::plugins::Plugins;
-use crate::store::{DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred};
+use crate::store::{
+    DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred, run_job,
+};
 
 /// Timings and limits of the local runtime.
 #[derive(Debug, Clone)]
@@ -130,18 +132,13 @@ impl ReviewScheduler for LocalWorkflow {
 #[async_trait]
 impl Workflow for LocalWorkflow {
     async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
+        if self.store.queues_runs() {
+            // Already queued with the alert, in the same commit.
+            return Ok(());
+        }
         let now = self.clock.now();
         self.store
-            .enqueue(
-                vec![NewJob {
-                    key: format!("run:{}", run.name),
-                    kind: JobKind::Dispatch,
-                    report_id: Some(run.report_id),
-                    payload: payload(run),
-                    due_at: after(now, self.inspection_delay),
-                }],
-                now,
-            )
+            .enqueue(vec![run_job(run, after(now, self.inspection_delay))], now)
             .await
     }
 }
@@ -318,6 +315,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         faults: Faults,
     ) -> Arc<Self> {
+        let store = store.with_run_jobs(runtime.inspection_delay);
         let plugins = Arc::new(plugins);
         let faults = Arc::new(faults);
         Arc::new(Engine {

@@ -793,3 +793,52 @@ async fn with_no_review_delay_the_review_follows_every_inspection() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_and_its_run_are_stored_in_one_write() {
+    let (dir, store) = open_store();
+    let runtime = RuntimeSettings {
+        inspection_delay: Duration::from_secs(60),
+        ..RuntimeSettings::default()
+    };
+    // Not running: the job stays queued for the test to read.
+    let engine = Engine::new(
+        store,
+        Plugins::default(),
+        PipelineSettings::default(),
+        runtime,
+        Arc::new(SystemClock),
+    );
+    let sent = alert("one write", vec![ip("192.0.2.9")]);
+    let (w0, _) = engine.store().write_stats();
+    let receipt = engine.receive(&sent).await.unwrap();
+    let (w1, _) = engine.store().write_stats();
+    assert_eq!(w1 - w0, 1, "the alert and its run: one write");
+
+    let again = engine.receive(&sent).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.report_id, receipt.report_id);
+
+    let db = rusqlite::Connection::open(dir.path().join("deepalert.db")).unwrap();
+    let jobs: Vec<(String, String, i64)> = db
+        .prepare("SELECT kind, key, due_at - created_at FROM jobs WHERE report_id = ?1")
+        .unwrap()
+        .query_map([receipt.report_id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one run, however often the alert comes: {jobs:?}"
+    );
+    assert_eq!(jobs[0].0, "dispatch");
+    assert!(
+        jobs[0]
+            .1
+            .starts_with(&format!("run:{}-", receipt.report_id))
+    );
+    assert_eq!(jobs[0].2, 60_000, "due after the inspection delay");
+}

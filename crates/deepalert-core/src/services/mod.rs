@@ -8,7 +8,7 @@ mod review;
 
 pub use dispatch::{DispatchOutcome, dispatch};
 pub use inspect::{InspectionOutcome, accept_inspection};
-pub use receive::{Receipt, announce_received, receive_alert};
+pub use receive::{Receipt, announce_received, receive_alert, run_name};
 pub use review::{publish, publish_reviewed, review};
 
 use crate::domain::{ReportId, ValidationError};

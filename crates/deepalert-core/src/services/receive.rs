@@ -92,7 +92,8 @@ pub async fn announce_received(
 }
 
 /// `<report uuid>-<first 32 hex of the alert hash>`: 69 chars, a valid execution name.
-fn run_name(report_id: ReportId, alert_ref: &str) -> String {
+/// The name of an alert's run: the same alert in the same report always gets the same.
+pub fn run_name(report_id: ReportId, alert_ref: &str) -> String {
     let short = &alert_ref[..alert_ref.len().min(32)];
     format!("{report_id}-{short}")
 }

@@ -276,7 +276,22 @@ impl SqliteStore {
     }
 }
 
-fn insert_jobs(tx: &rusqlite::Connection, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
+/// The dispatch job of an alert's run, due at `due_at`; one per run name.
+pub fn run_job(run: &deepalert_core::ports::WorkflowRun, due_at: DateTime<Utc>) -> NewJob {
+    NewJob {
+        key: format!("run:{}", run.name),
+        kind: JobKind::Dispatch,
+        report_id: Some(run.report_id),
+        payload: serde_json::to_string(run).expect("a run always serializes"),
+        due_at,
+    }
+}
+
+pub(super) fn insert_jobs(
+    tx: &rusqlite::Connection,
+    jobs: &[NewJob],
+    now: i64,
+) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO jobs (key, kind, report_id, payload, due_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

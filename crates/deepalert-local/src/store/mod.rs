@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-pub use jobs::{JobKind, LeasedJob, NewJob};
+pub use jobs::{JobKind, LeasedJob, NewJob, run_job};
 
 /// How hard each commit pushes to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
@@ -127,6 +127,9 @@ pub struct SqliteStore {
     job_signal: Arc<Notify>,
     /// Held only so the checkpointer thread ends with the last store handle.
     _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Set by the engine: storing an alert also queues its run's dispatch job, this long
+    /// after, in the same commit (see [`SqliteStore::with_run_jobs`]).
+    run_delay: Option<std::time::Duration>,
 }
 
 /// Copies the WAL into the database from its own connection, every `period`: the writer
@@ -303,7 +306,20 @@ impl SqliteStore {
             next_reader: Arc::default(),
             job_signal: Arc::new(Notify::new()),
             _checkpointer: checkpointer,
+            run_delay: None,
         })
+    }
+
+    /// This handle queues each stored alert's dispatch job `delay` after it, in the alert's
+    /// own commit: one write per alert instead of two, and no stored alert without its run.
+    pub fn with_run_jobs(mut self, delay: std::time::Duration) -> Self {
+        self.run_delay = Some(delay);
+        self
+    }
+
+    /// Whether storing an alert also queues its run (the workflow then has nothing to do).
+    pub fn queues_runs(&self) -> bool {
+        self.run_delay.is_some()
     }
 
     /// (writes, transactions) committed since the store opened.
@@ -664,6 +680,9 @@ impl Store for SqliteStore {
                 serde_json::json!({"alert_ref": req.alert_ref, "attributes": a.attributes.len()}),
             )
         };
+        let run_due = self
+            .run_delay
+            .map(|d| req.now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
         let (first, more, after_publication) = (
             received(""),
             received(", added to the report"),
@@ -736,9 +755,25 @@ impl Store for SqliteStore {
                     }
                 }
             };
+            if let Some(due_at) = run_due {
+                // As the workflow would: a redelivered alert restarts the same run, which
+                // is a no-op while its job is remembered.
+                let run = deepalert_core::ports::WorkflowRun {
+                    name: deepalert_core::services::run_name(receipt.report_id, &alert_ref),
+                    report_id: receipt.report_id,
+                    alert_ref: alert_ref.clone(),
+                    review: receipt.review,
+                };
+                jobs::insert_jobs(tx, &[jobs::run_job(&run, due_at)], now)?;
+            }
             Ok(receipt)
         })
         .await
+        .inspect(|_| {
+            if run_due.is_some() {
+                self.job_signal.notify_one();
+            }
+        })
     }
 
     async fn get_alert(
