@@ -132,6 +132,9 @@ pub struct SqliteStore {
     run_delay: Option<std::time::Duration>,
 }
 
+/// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// Copies the WAL into the database from its own connection, every `period`: the writer
 /// never checkpoints itself, so a checkpoint's copying and fsyncs no longer stall every
 /// write queued behind it.
@@ -144,8 +147,20 @@ fn spawn_checkpointer(
         .name("sqlite-checkpointer".into())
         .spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
-                // PASSIVE: copies what no reader still needs, waits for no one.
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                // PASSIVE copies what no reader still needs and waits for no one, but the
+                // writer appends all the while, so the WAL would never be found fully copied
+                // and would grow without end. Past `WAL_RESTART_FRAMES` a RESTART makes the
+                // writer wait for the little PASSIVE left, so the next write starts the WAL
+                // over (and `journal_size_limit` cuts the file back).
+                let frames =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+                let restarted = match frames {
+                    Ok(n) if n > WAL_RESTART_FRAMES => conn
+                        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                        .map(|()| ()),
+                    other => other.map(|_| ()),
+                };
+                if let Err(e) = restarted {
                     tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
                 }
             }
