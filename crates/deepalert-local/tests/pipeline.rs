@@ -773,17 +773,11 @@ async fn with_no_review_delay_the_review_follows_every_inspection() {
     assert_eq!(emitted.0.lock().unwrap().len(), 1);
 
     // The inspections ran inside the dispatch job: no inspect jobs.
-    let db = rusqlite::Connection::open(run._dir.path().join("deepalert.db")).unwrap();
-    let mut stmt = db
-        .prepare("SELECT kind, count(*), min(state) FROM jobs WHERE report_id = ?1 GROUP BY kind ORDER BY kind")
-        .unwrap();
-    let jobs: Vec<(String, i64, String)> = stmt
-        .query_map([receipt.report_id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let jobs: Vec<(String, i64, String)> = job_rows(
+        run._dir.path(),
+        "SELECT kind, count(*), min(state) FROM jobs WHERE report_id = ?1 GROUP BY kind ORDER BY kind",
+        receipt.report_id,
+    );
     assert_eq!(
         jobs,
         vec![
@@ -819,16 +813,11 @@ async fn an_alert_and_its_run_are_stored_in_one_write() {
     assert!(again.duplicate);
     assert_eq!(again.report_id, receipt.report_id);
 
-    let db = rusqlite::Connection::open(dir.path().join("deepalert.db")).unwrap();
-    let jobs: Vec<(String, String, i64)> = db
-        .prepare("SELECT kind, key, due_at - created_at FROM jobs WHERE report_id = ?1")
-        .unwrap()
-        .query_map([receipt.report_id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let jobs: Vec<(String, String, i64)> = job_rows(
+        dir.path(),
+        "SELECT kind, key, due_at - created_at FROM jobs WHERE report_id = ?1",
+        receipt.report_id,
+    );
     assert_eq!(
         jobs.len(),
         1,
@@ -841,4 +830,21 @@ async fn an_alert_and_its_run_are_stored_in_one_write() {
             .starts_with(&format!("run:{}-", receipt.report_id))
     );
     assert_eq!(jobs[0].2, 60_000, "due after the inspection delay");
+}
+
+/// Rows of three columns about a report's jobs, read straight from the store's database.
+fn job_rows<A, B, C>(dir: &std::path::Path, sql: &str, report: ReportId) -> Vec<(A, B, C)>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: rusqlite::types::FromSql,
+{
+    let db = rusqlite::Connection::open(dir.join("deepalert.db")).unwrap();
+    let mut stmt = db.prepare(sql).unwrap();
+    stmt.query_map([report.to_string()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
 }

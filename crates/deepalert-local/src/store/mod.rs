@@ -155,9 +155,9 @@ fn spawn_checkpointer(
                 let frames =
                     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
                 let restarted = match frames {
-                    Ok(n) if n > WAL_RESTART_FRAMES => conn
-                        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-                        .map(|()| ()),
+                    Ok(n) if n > WAL_RESTART_FRAMES => {
+                        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                    }
                     other => other.map(|_| ()),
                 };
                 if let Err(e) = restarted {
