@@ -156,28 +156,43 @@ pub struct LocalTaskBus {
 impl TaskBus for LocalTaskBus {
     async fn publish(&self, tasks: &[Task]) -> PortResult<()> {
         let now = self.clock.now();
-        let mut jobs = Vec::new();
-        for task in tasks {
-            let hash = task.attribute.identity();
-            for inspector in self.plugins.inspectors.iter() {
-                if inspector.wants(&task.attribute.attr_type) {
-                    jobs.push(NewJob {
-                        key: format!("inspect:{}:{hash}:{}", task.report_id, inspector.name),
-                        kind: JobKind::Inspect,
-                        report_id: Some(task.report_id),
-                        payload: payload(&InspectJob {
-                            inspector: inspector.name.clone(),
-                            task: task.clone(),
-                        }),
-                        due_at: now,
-                    });
-                }
-            }
-        }
+        let jobs = inspections(&self.plugins, tasks)
+            .into_iter()
+            .map(|i| NewJob {
+                key: format!(
+                    "inspect:{}:{}:{}",
+                    i.task.report_id,
+                    i.task.attribute.identity(),
+                    i.inspector
+                ),
+                kind: JobKind::Inspect,
+                report_id: Some(i.task.report_id),
+                payload: payload(&i),
+                due_at: now,
+            })
+            .collect();
         self.store.enqueue(jobs, now).await?;
         self.faults.hit("dispatch:tasks-queued");
         Ok(())
     }
+}
+
+/// One inspection per task and inspector that wants its attribute type, as SNS delivers a
+/// task to each filtered subscription.
+fn inspections(plugins: &Plugins, tasks: &[Task]) -> Vec<InspectJob> {
+    tasks
+        .iter()
+        .flat_map(|task| {
+            plugins
+                .inspectors
+                .iter()
+                .filter(|i| i.wants(&task.attribute.attr_type))
+                .map(|i| InspectJob {
+                    inspector: i.name.clone(),
+                    task: task.clone(),
+                })
+        })
+        .collect()
 }
 
 /// The tasks a dispatch publishes, kept to be inspected in the same job.
@@ -647,21 +662,13 @@ impl Engine {
         if !tasks.is_empty() {
             self.faults.hit("dispatch:tasks-queued");
         }
-        let mut inspections = Vec::new();
-        for task in &tasks {
-            for inspector in self.plugins.inspectors.iter() {
-                if inspector.wants(&task.attribute.attr_type) {
-                    inspections.push(InspectJob {
-                        inspector: inspector.name.clone(),
-                        task: task.clone(),
-                    });
-                }
-            }
-        }
         // Polled in this task, so their writes stay in this job's deferred scope.
-        let outcomes =
-            futures_util::future::join_all(inspections.into_iter().map(|job| self.inspect(job)))
-                .await;
+        let outcomes = futures_util::future::join_all(
+            inspections(&self.plugins, &tasks)
+                .into_iter()
+                .map(|job| self.inspect(job)),
+        )
+        .await;
         outcomes
             .into_iter()
             .find(|o| !matches!(o, Outcome::Done(_)))
