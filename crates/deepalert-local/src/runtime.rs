@@ -23,9 +23,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::faults::Faults;
 use crate::plugins::Plugins;
-use crate::store::{
-    DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred, run_job,
-};
+use crate::store::{DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred};
 
 /// Timings and limits of the local runtime.
 #[derive(Debug, Clone)]
@@ -97,13 +95,12 @@ fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Starts a run as a dispatch job due after the inspection delay, and a review as a
-/// review job due after the review delay (one job per review name: a review already
-/// scheduled is not scheduled twice).
+/// A run's dispatch job is queued by the store with its alert (`SqliteStore::with_run_jobs`);
+/// a review is a review job due after the review delay (one job per review name: a review
+/// already scheduled is not scheduled twice).
 pub struct LocalWorkflow {
     store: SqliteStore,
     clock: Arc<dyn Clock>,
-    inspection_delay: Duration,
     review_delay: Duration,
 }
 
@@ -131,15 +128,10 @@ impl ReviewScheduler for LocalWorkflow {
 
 #[async_trait]
 impl Workflow for LocalWorkflow {
-    async fn start(&self, run: &WorkflowRun) -> PortResult<()> {
-        if self.store.queues_runs() {
-            // Already queued with the alert, in the same commit.
-            return Ok(());
-        }
-        let now = self.clock.now();
-        self.store
-            .enqueue(vec![run_job(run, after(now, self.inspection_delay))], now)
-            .await
+    async fn start(&self, _: &WorkflowRun) -> PortResult<()> {
+        // Already queued with the alert, in the same commit (the engine's store is built
+        // `with_run_jobs`).
+        Ok(())
     }
 }
 
@@ -337,7 +329,6 @@ impl Engine {
             workflow: LocalWorkflow {
                 store: store.clone(),
                 clock: clock.clone(),
-                inspection_delay: runtime.inspection_delay,
                 review_delay: runtime.review_delay,
             },
             bus: LocalTaskBus {

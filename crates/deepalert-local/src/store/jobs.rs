@@ -277,7 +277,7 @@ impl SqliteStore {
 }
 
 /// The dispatch job of an alert's run, due at `due_at`; one per run name.
-pub fn run_job(run: &deepalert_core::ports::WorkflowRun, due_at: DateTime<Utc>) -> NewJob {
+pub(super) fn run_job(run: &deepalert_core::ports::WorkflowRun, due_at: DateTime<Utc>) -> NewJob {
     NewJob {
         key: format!("run:{}", run.name),
         kind: JobKind::Dispatch,

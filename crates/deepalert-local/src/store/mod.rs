@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-pub use jobs::{JobKind, LeasedJob, NewJob, run_job};
+pub use jobs::{JobKind, LeasedJob, NewJob};
 
 /// How hard each commit pushes to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
@@ -330,11 +330,6 @@ impl SqliteStore {
     pub fn with_run_jobs(mut self, delay: std::time::Duration) -> Self {
         self.run_delay = Some(delay);
         self
-    }
-
-    /// Whether storing an alert also queues its run (the workflow then has nothing to do).
-    pub fn queues_runs(&self) -> bool {
-        self.run_delay.is_some()
     }
 
     /// (writes, transactions) committed since the store opened.
