@@ -418,7 +418,8 @@ impl SqliteStore {
             .map_err(sql_err(what))
     }
 
-    /// Newest (most recently changed) first.
+    /// Newest (most recently changed) first; among reports changed in the same millisecond,
+    /// the last created first (report ids are UUID v7, ordered by creation).
     pub async fn list_reports(&self, filter: &ReportFilter) -> PortResult<Vec<ReportSummary>> {
         let f = filter.clone();
         self.read("list reports", move |c| {
@@ -437,7 +438,7 @@ impl SqliteStore {
                             OR instr(lower(json_extract(a.body, '$.alert_key')), ?4) > 0
                             OR EXISTS (SELECT 1 FROM json_each(a.body, '$.attributes') t
                                        WHERE instr(lower(json_extract(t.value, '$.value')), ?4) > 0))))
-                 ORDER BY r.updated_at DESC, r.id LIMIT ?5 OFFSET ?6",
+                 ORDER BY r.updated_at DESC, r.id DESC LIMIT ?5 OFFSET ?6",
             )?;
             let severity = f.severity.map(|s| match s {
                 SeverityFilter::Unreviewed => "unreviewed",
