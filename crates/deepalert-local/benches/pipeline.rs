@@ -34,6 +34,10 @@ use deepalert_local::store::configure_connection;
 use deepalert_local::{Durability, Engine, RuntimeSettings, SqliteStore};
 use tokio::sync::Notify;
 
+// As `deepalert serve` (crates/deepalert-cli/src/main.rs), so the bench measures its allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stands in for the example inspector, in process: one host finding per attribute.
 struct InProcessInspector;
 
@@ -123,6 +127,42 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// CPU time used so far by this process's threads, in clock ticks (USER_HZ, 100 per second
+/// on Linux), grouped by thread name: the store's writer, its readers, tokio's workers and
+/// the rest. CPU per alert varies much less from run to run than alerts per second.
+fn cpu_ticks_by_thread() -> HashMap<&'static str, u64> {
+    let mut ticks = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return ticks;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split after its `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5); 12 and 13 after the `)`.
+        let used: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+        let group = if name.starts_with("sqlite-writer") {
+            "writer"
+        } else if name.starts_with("sqlite-reader") {
+            "readers"
+        } else if name.starts_with("tokio-rt-worker") {
+            "workers"
+        } else {
+            "other"
+        };
+        *ticks.entry(group).or_default() += used;
+    }
+    ticks
 }
 
 /// One row per autocommit transaction, the same pragmas as the store.
@@ -236,10 +276,13 @@ struct Burst {
     accept: Vec<Duration>,
     writes: u64,
     transactions: u64,
+    /// CPU ticks per thread group during the burst.
+    cpu: HashMap<&'static str, u64>,
 }
 
 async fn burst(b: &Bench, run: &str, n: usize, concurrency: usize) -> Burst {
     let (w0, t0) = b.engine.store().write_stats();
+    let cpu0 = cpu_ticks_by_thread();
     let start = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     // Finished receive tasks are reaped as the burst goes: a JoinHandle keeps its task's
@@ -278,7 +321,17 @@ async fn burst(b: &Bench, run: &str, n: usize, concurrency: usize) -> Burst {
     let total = *emits.last().unwrap() - start;
     accept.sort();
     let (w1, t1) = b.engine.store().write_stats();
+    let cpu = cpu_ticks_by_thread()
+        .into_iter()
+        .map(|(group, t)| {
+            (
+                group,
+                t.saturating_sub(cpu0.get(group).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
     Burst {
+        cpu,
         total,
         accepted_in,
         accept,
@@ -305,6 +358,19 @@ fn print_burst(label: &str, n: usize, r: &Burst) {
         r.writes as f64 / n as f64,
         r.transactions as f64 / r.total.as_secs_f64(),
         r.writes as f64 / r.transactions.max(1) as f64
+    );
+    // Ticks are 10 ms: 1e4 µs per tick.
+    let per_alert = |group: &str| r.cpu.get(group).copied().unwrap_or(0) as f64 * 1e4 / n as f64;
+    let total: f64 = ["writer", "readers", "workers", "other"]
+        .iter()
+        .map(|g| per_alert(g))
+        .sum();
+    println!(
+        "    CPU per alert: {total:.0} µs (sqlite writer {:.0}, readers {:.0}, tokio workers {:.0}, other {:.0})",
+        per_alert("writer"),
+        per_alert("readers"),
+        per_alert("workers"),
+        per_alert("other")
     );
 }
 
