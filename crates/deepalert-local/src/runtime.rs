@@ -23,6 +23,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::faults::Faults;
 use crate::plugins::Plugins;
+use crate::store::jobs::{ReviewJob, review_job};
 use crate::store::{DeferredWrites, JobKind, LeasedJob, NewJob, SqliteStore, collect_deferred};
 
 /// Timings and limits of the local runtime.
@@ -68,12 +69,6 @@ impl Default for RuntimeSettings {
 }
 
 #[derive(Serialize, Deserialize)]
-struct ReviewJob {
-    report_id: ReportId,
-    publication_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
 struct InspectJob {
     inspector: String,
     task: Task,
@@ -112,19 +107,7 @@ impl ReviewScheduler for LocalWorkflow {
     async fn schedule_review(&self, run: &ReviewRun) -> PortResult<()> {
         let now = self.clock.now();
         self.store
-            .enqueue(
-                vec![NewJob {
-                    key: format!("review:{}", run.name),
-                    kind: JobKind::Review,
-                    report_id: Some(run.report_id),
-                    payload: payload(&ReviewJob {
-                        report_id: run.report_id,
-                        publication_id: run.name.clone(),
-                    }),
-                    due_at: after(now, self.review_delay),
-                }],
-                now,
-            )
+            .enqueue(vec![review_job(run, after(now, self.review_delay))], now)
             .await
     }
 }
@@ -325,7 +308,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         faults: Faults,
     ) -> Arc<Self> {
-        let store = store.with_run_jobs(runtime.inspection_delay);
+        let store = store
+            .with_run_jobs(runtime.inspection_delay)
+            .with_review_jobs(runtime.review_delay);
         let plugins = Arc::new(plugins);
         let faults = Arc::new(faults);
         Arc::new(Engine {

@@ -848,3 +848,156 @@ where
     .collect::<Result<_, _>>()
     .unwrap()
 }
+
+#[tokio::test]
+async fn a_review_job_publishes_with_its_completion_and_queues_a_round_for_alerts_that_joined() {
+    let (dir, store) = open_store();
+    let store = store.with_review_jobs(Duration::ZERO);
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-11-22T00:00:00Z");
+    let settings = PipelineSettings::default();
+    let first = receive_alert(&store, &wf, &clock, &settings, &alert("a", vec![]))
+        .await
+        .unwrap();
+    let mut report = store
+        .compile_report(first.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    report.result = Some(ReviewResult::unclassified("x"));
+    let pid = format!("{}-r0", first.report_id);
+
+    // In a job: the publication waits for the job's completion.
+    let (published, effects) = deepalert_local::store::collect_deferred(async {
+        store.record_publication(&report, &pid, clock.now()).await
+    })
+    .await;
+    let published = published.unwrap();
+    assert_eq!(
+        (published.status, published.publications),
+        (ReportStatus::Published, 1)
+    );
+    let head = store.report_head(first.report_id).await.unwrap().unwrap();
+    assert_eq!((head.status, head.publications), (ReportStatus::New, 0));
+
+    // An alert joins after the review compiled the report and before the job commits:
+    // the report is not published yet, so the alert does not ask for a review itself.
+    let joined = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &settings,
+        &alert("b", vec![ip("192.0.2.7")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined.report_id, first.report_id);
+    assert!(!wf.0.lock().unwrap()[1].review);
+
+    store
+        .finish(-1, vec![], effects, None, clock.now())
+        .await
+        .unwrap();
+    let head = store.report_head(first.report_id).await.unwrap().unwrap();
+    assert_eq!(
+        (head.status, head.publications),
+        (ReportStatus::Published, 1)
+    );
+    // The publication's commit saw the alert the review missed and queued the next round.
+    let reviews: Vec<(String, String, String)> = job_rows(
+        dir.path(),
+        "SELECT kind, key, state FROM jobs WHERE report_id = ?1 AND kind = 'review'",
+        first.report_id,
+    );
+    assert_eq!(
+        reviews,
+        vec![(
+            "review".to_string(),
+            format!("review:{}-r1", first.report_id),
+            "pending".to_string()
+        )]
+    );
+
+    // A retried step finds the publication recorded and gets it back unchanged.
+    let (again, effects) = deepalert_local::store::collect_deferred(async {
+        store.record_publication(&report, &pid, clock.now()).await
+    })
+    .await;
+    assert_eq!(again.unwrap().publications, 1);
+    assert!(effects.is_empty());
+}
+
+/// Holds the first review until released; says how many alerts each review saw.
+struct GatedReviewer {
+    calls: AtomicUsize,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Reviewer for GatedReviewer {
+    async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.gate.acquire().await.unwrap().forget();
+        }
+        Ok(Some(ReviewResult::unclassified(format!(
+            "{} alert(s)",
+            report.alerts.len()
+        ))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() {
+    let emitted = Arc::new(CollectingEmitter::default());
+    let reviewer = Arc::new(GatedReviewer {
+        calls: AtomicUsize::new(0),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let plugins = Plugins {
+        reviewer: reviewer.clone(),
+        emitters: vec![EmitterEntry {
+            name: "collect".into(),
+            max_attempts: 1,
+            plugin: emitted.clone(),
+        }],
+        ..Plugins::default()
+    };
+    let run = run_engine_with(plugins, PipelineSettings::default(), Duration::ZERO);
+    let first = run
+        .engine
+        .receive(&alert("first", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if reviewer.calls.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(reviewer.calls.load(Ordering::SeqCst), 1, "review started");
+    let second = run
+        .engine
+        .receive(&alert("second", vec![ip("192.0.2.2")]))
+        .await
+        .unwrap();
+    assert_eq!(second.report_id, first.report_id);
+    reviewer.gate.add_permits(1);
+
+    let report = wait_published(&run.engine, first.report_id, 2).await;
+    assert_eq!(report.alerts.len(), 2);
+    assert_eq!(report.result.unwrap().reason, "2 alert(s)");
+    for _ in 0..100 {
+        if emitted.0.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent: Vec<(u32, usize)> = emitted
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.publications, r.alerts.len()))
+        .collect();
+    assert_eq!(sent, vec![(1, 1), (2, 2)]);
+}

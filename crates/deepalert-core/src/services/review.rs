@@ -76,8 +76,11 @@ pub async fn publish(
         && head.alerts as usize > report.alerts.len()
     {
         info!(report_id = %report.id, "alerts joined during the review; reviewing again");
+        // The next round is named after the publications so far. A store may commit this
+        // publication with the step (the local one does), so `head` may not count it yet.
+        let round = head.publications.max(published.publications);
         reviews
-            .schedule_review(&ReviewRun::new(report.id, head.publications))
+            .schedule_review(&ReviewRun::new(report.id, round))
             .await?;
     }
     Ok(published)

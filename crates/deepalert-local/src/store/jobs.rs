@@ -276,6 +276,28 @@ impl SqliteStore {
     }
 }
 
+/// What a review job carries: the report, and the id its publication will have.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReviewJob {
+    pub report_id: ReportId,
+    pub publication_id: String,
+}
+
+/// The review job of a report's round, due at `due_at`; one per review name.
+pub fn review_job(run: &deepalert_core::ports::ReviewRun, due_at: DateTime<Utc>) -> NewJob {
+    NewJob {
+        key: format!("review:{}", run.name),
+        kind: JobKind::Review,
+        report_id: Some(run.report_id),
+        payload: serde_json::to_string(&ReviewJob {
+            report_id: run.report_id,
+            publication_id: run.name.clone(),
+        })
+        .expect("a review job always serializes"),
+        due_at,
+    }
+}
+
 /// The dispatch job of an alert's run, due at `due_at`; one per run name.
 pub(super) fn run_job(run: &deepalert_core::ports::WorkflowRun, due_at: DateTime<Utc>) -> NewJob {
     NewJob {

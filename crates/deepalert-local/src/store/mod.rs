@@ -6,7 +6,7 @@
 //! after the commit that holds its write. Reads use their own connection from
 //! `spawn_blocking`, so the async runtime never waits on disk.
 
-mod jobs;
+pub(crate) mod jobs;
 mod writer;
 
 pub use writer::WriteStats;
@@ -130,6 +130,10 @@ pub struct SqliteStore {
     /// Set by the engine: storing an alert also queues its run's dispatch job, this long
     /// after, in the same commit (see [`SqliteStore::with_run_jobs`]).
     run_delay: Option<std::time::Duration>,
+    /// Set by the engine: a publication recorded by a review job commits with the job's
+    /// completion, and queues the next round's review (due this long after) when alerts
+    /// joined during the review (see [`SqliteStore::with_review_jobs`]).
+    review_delay: Option<std::time::Duration>,
 }
 
 /// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
@@ -322,6 +326,7 @@ impl SqliteStore {
             job_signal: Arc::new(Notify::new()),
             _checkpointer: checkpointer,
             run_delay: None,
+            review_delay: None,
         })
     }
 
@@ -329,6 +334,15 @@ impl SqliteStore {
     /// own commit: one write per alert instead of two, and no stored alert without its run.
     pub fn with_run_jobs(mut self, delay: std::time::Duration) -> Self {
         self.run_delay = Some(delay);
+        self
+    }
+
+    /// In a review job, this handle records the publication with the job's completion (one
+    /// write instead of two), and there checks whether alerts joined the report while it was
+    /// reviewed: if so the next round's review is queued, due `delay` later, in that same
+    /// commit. (Alerts stored after it find the report published and ask for their own.)
+    pub fn with_review_jobs(mut self, delay: std::time::Duration) -> Self {
+        self.review_delay = Some(delay);
         self
     }
 
@@ -1025,6 +1039,155 @@ impl Store for SqliteStore {
         publication_id: &str,
         now: DateTime<Utc>,
     ) -> PortResult<Report> {
+        match self.review_delay {
+            Some(delay) if DEFERRED.try_with(|_| ()).is_ok() => {
+                self.record_publication_with_job(report, publication_id, now, delay)
+                    .await
+            }
+            _ => {
+                self.record_publication_now(report, publication_id, now)
+                    .await
+            }
+        }
+    }
+}
+
+/// The timeline entries of a publication: the verdict, then the publication itself.
+fn publication_entries(
+    snapshot: &Report,
+    publication_id: &str,
+    now: DateTime<Utc>,
+) -> [TimelineEntry; 2] {
+    let review = match &snapshot.result {
+        Some(r) if r.reason.is_empty() => format!("reviewed: {}", r.severity),
+        Some(r) => format!("reviewed: {} — {}", r.severity, r.reason),
+        None => "not reviewed (no verdict)".to_string(),
+    };
+    let number = snapshot.publications;
+    [
+        entry(now, "review", review, serde_json::json!(snapshot.result)),
+        entry(
+            now,
+            "publication",
+            format!("published (publication {number})"),
+            serde_json::json!({"publication_id": publication_id, "number": number}),
+        ),
+    ]
+}
+
+/// A publication's number differed from the one its review job expected: another
+/// publication of the report was recorded meanwhile. The job's commit fails and the review
+/// runs again.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "publication {publication_id} would be number {stored}, not {expected}: the report was published meanwhile; reviewing again"
+)]
+struct PublicationRaced {
+    publication_id: String,
+    stored: u32,
+    expected: u32,
+}
+
+impl SqliteStore {
+    /// In a review job: the publication is one of the job's deferred writes. Its number is
+    /// the compiled report's count plus one (reviews of a report are rounds, one after the
+    /// other, and the commit checks it). Also serializes the snapshot here rather than on
+    /// the writer thread.
+    async fn record_publication_with_job(
+        &self,
+        report: &Report,
+        publication_id: &str,
+        now: DateTime<Utc>,
+        review_delay: std::time::Duration,
+    ) -> PortResult<Report> {
+        let pid = publication_id.to_string();
+        // Recorded already (by a version that committed publications on their own): it
+        // stays what it was, as in `record_publication_now`.
+        let recorded = {
+            let pid = pid.clone();
+            self.read("load publication", move |c| {
+                c.row(
+                    "SELECT snapshot FROM publications WHERE publication_id = ?1",
+                    [&pid],
+                    |r| json_col::<Report>(0, &r.get::<_, String>(0)?),
+                )
+                .optional()
+            })
+            .await?
+        };
+        if let Some(recorded) = recorded {
+            return Ok(recorded);
+        }
+        let mut snapshot = report.clone();
+        snapshot.status = ReportStatus::Published;
+        snapshot.published_at = Some(now);
+        snapshot.publications = report.publications + 1;
+        let number = snapshot.publications;
+        let body = to_json(&snapshot);
+        let result = snapshot.result.as_ref().map(to_json);
+        let entries = publication_entries(&snapshot, &pid, now);
+        let rid = report.id.to_string();
+        let compiled_alerts = report.alerts.len() as i64;
+        let next_round = jobs::review_job(
+            &deepalert_core::ports::ReviewRun::new(report.id, number),
+            now + chrono::Duration::from_std(review_delay).unwrap_or(chrono::Duration::MAX),
+        );
+        self.write_or_defer("record publication", move |c| {
+            if c.row(
+                "SELECT 1 FROM publications WHERE publication_id = ?1",
+                [&pid],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some()
+            {
+                return Ok(());
+            }
+            let stored: u32 = c.row(
+                "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
+                        updated_at = ?3, publications = publications + 1
+                 WHERE id = ?1 RETURNING publications",
+                params![rid, result, ms(now)],
+                |r| r.get(0),
+            )?;
+            if stored != number {
+                return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                    PublicationRaced {
+                        publication_id: pid,
+                        stored,
+                        expected: number,
+                    },
+                )));
+            }
+            c.exec(
+                "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pid, rid, number, body, ms(now)],
+            )?;
+            for e in &entries {
+                record(c, &rid, e)?;
+            }
+            let alerts: i64 = c.row(
+                "SELECT count(*) FROM alerts WHERE report_id = ?1",
+                [&rid],
+                |r| r.get(0),
+            )?;
+            if alerts > compiled_alerts {
+                jobs::insert_jobs(c, &[next_round], ms(now))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(snapshot)
+    }
+
+    /// Outside a review job (tests, tools): the publication is its own write, now.
+    async fn record_publication_now(
+        &self,
+        report: &Report,
+        publication_id: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<Report> {
         let mut snapshot = report.clone();
         let pid = publication_id.to_string();
         self.write("record publication", move |c| {
@@ -1055,19 +1218,9 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![pid, rid, number, to_json(&snapshot), ms(now)],
             )?;
-            let review = match &snapshot.result {
-                Some(r) if r.reason.is_empty() => format!("reviewed: {}", r.severity),
-                Some(r) => format!("reviewed: {} — {}", r.severity, r.reason),
-                None => "not reviewed (no verdict)".to_string(),
-            };
-            record(tx, &rid, &entry(now, "review", review, serde_json::json!(snapshot.result)))?;
-            let published = entry(
-                now,
-                "publication",
-                format!("published (publication {number})"),
-                serde_json::json!({"publication_id": pid, "number": number}),
-            );
-            record(tx, &rid, &published)?;
+            for e in &publication_entries(&snapshot, &pid, now) {
+                record(tx, &rid, e)?;
+            }
             Ok(snapshot)
         })
         .await
