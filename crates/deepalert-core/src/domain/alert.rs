@@ -255,8 +255,12 @@ impl Attribute {
         let mut ctx: Vec<&str> = self.context.iter().map(|c| c.as_str()).collect();
         ctx.sort_unstable();
         ctx.dedup();
-        let canonical = serde_json::json!([self.attr_type.as_str(), self.key, self.value, ctx]);
-        AttrHash(hex(&Sha256::digest(canonical.to_string().as_bytes())))
+        // A tuple prints as the same JSON array as `json!([...])` did, without building it:
+        // identities are computed for every attribute and finding a report compiles.
+        let canonical =
+            serde_json::to_string(&(self.attr_type.as_str(), &self.key, &self.value, ctx))
+                .expect("strings always serialize");
+        AttrHash(hex(&Sha256::digest(canonical.as_bytes())))
     }
 }
 
@@ -271,10 +275,11 @@ impl fmt::Display for AttrHash {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
     }
     s
 }
@@ -310,6 +315,22 @@ mod tests {
         let mut other = alert("one");
         other.alert_key = "6".into();
         assert_ne!(alert("one").alert_id(), other.alert_id());
+    }
+
+    /// Identities are stored (claims, findings): their bytes must never change.
+    #[test]
+    fn attribute_identity_is_stable() {
+        use AttrContext::*;
+        let a = Attribute::new(
+            AttrType::Ipaddr,
+            "src \"quoted\"",
+            "192.0.2.1",
+            &[Remote, Client],
+        );
+        assert_eq!(
+            a.identity().0,
+            "47a32793dc78b961bc4aecaf9fa24ce89d54c58554c16066c6f12c84bea3c04d"
+        );
     }
 
     #[test]

@@ -280,10 +280,35 @@ impl Finding {
     /// thing about the same attribute twice (a redelivered task) is stored once.
     pub fn identity(&self) -> String {
         let (kind, content) = self.content.to_parts();
-        super::sha256_hex(
-            serde_json::json!([self.author, self.attribute.identity(), kind, content])
-                .to_string()
-                .as_bytes(),
-        )
+        // A tuple prints as the same JSON array as `json!([...])` did, without building it.
+        let canonical =
+            serde_json::to_string(&(&self.author, self.attribute.identity(), kind, content))
+                .expect("strings always serialize");
+        super::sha256_hex(canonical.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AttrContext, AttrType};
+
+    /// Finding identities are stored (one row per identity): their bytes must never change.
+    #[test]
+    fn finding_identity_is_stable() {
+        let finding = Finding {
+            report_id: ReportId::new_random(),
+            author: "whois \"db\"".into(),
+            attribute: Attribute::new(AttrType::Ipaddr, "src", "192.0.2.1", &[AttrContext::Remote]),
+            content: FindingContent::Host(ContentHost {
+                ipaddr: vec!["192.0.2.1".into()],
+                owner: vec!["example".into()],
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            finding.identity(),
+            "355c3044d97622ad26af9727dfb012c9874f40be8e078ea3c5546c35578cece5"
+        );
     }
 }
