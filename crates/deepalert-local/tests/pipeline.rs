@@ -918,9 +918,16 @@ async fn a_review_job_publishes_with_its_completion_and_queues_a_round_for_alert
         )]
     );
 
-    // A retried step finds the publication recorded and gets it back unchanged.
+    // A step run again over a publication already recorded (as an earlier version, which
+    // committed publications on their own, could leave it) gets it back unchanged.
+    let mut recompiled = store
+        .compile_report(first.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    recompiled.result = Some(ReviewResult::unclassified("x"));
     let (again, effects) = deepalert_local::store::collect_deferred(async {
-        store.record_publication(&report, &pid, clock.now()).await
+        store.record_publication(&recompiled, &pid, clock.now()).await
     })
     .await;
     assert_eq!(again.unwrap().publications, 1);

@@ -1101,9 +1101,12 @@ impl SqliteStore {
         review_delay: std::time::Duration,
     ) -> PortResult<Report> {
         let pid = publication_id.to_string();
-        // Recorded already (by a version that committed publications on their own): it
-        // stays what it was, as in `record_publication_now`.
-        let recorded = {
+        // Recorded already (by a version that committed publications on their own, which
+        // left the report published): it stays what it was, as in `record_publication_now`.
+        // A report compiled unpublished cannot hold this round's publication: no read.
+        let recorded = if report.status != ReportStatus::Published {
+            None
+        } else {
             let pid = pid.clone();
             self.read("load publication", move |c| {
                 c.row(
