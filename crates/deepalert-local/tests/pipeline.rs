@@ -927,7 +927,9 @@ async fn a_review_job_publishes_with_its_completion_and_queues_a_round_for_alert
         .unwrap();
     recompiled.result = Some(ReviewResult::unclassified("x"));
     let (again, effects) = deepalert_local::store::collect_deferred(async {
-        store.record_publication(&recompiled, &pid, clock.now()).await
+        store
+            .record_publication(&recompiled, &pid, clock.now())
+            .await
     })
     .await;
     assert_eq!(again.unwrap().publications, 1);
@@ -1007,4 +1009,16 @@ async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() 
         .map(|r| (r.publications, r.alerts.len()))
         .collect();
     assert_eq!(sent, vec![(1, 1), (2, 2)]);
+
+    // Emitters get each publication exactly as stored, though it is served from memory.
+    let stored: Vec<(String, String, i64)> = job_rows(
+        run._dir.path(),
+        "SELECT snapshot, publication_id, number FROM publications WHERE report_id = ?1 ORDER BY number",
+        first.report_id,
+    );
+    let stored: Vec<Report> = stored
+        .iter()
+        .map(|(json, _, _)| serde_json::from_str(json).unwrap())
+        .collect();
+    assert_eq!(*emitted.0.lock().unwrap(), stored);
 }

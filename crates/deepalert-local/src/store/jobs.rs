@@ -230,7 +230,7 @@ impl SqliteStore {
     /// jobs and emitters' memory of them — unless work is still pending for them.
     /// Returns how many reports went.
     pub async fn purge_reports(&self, before: DateTime<Utc>, batch: usize) -> PortResult<usize> {
-        self.write("purge old reports", move |c| {
+        let purged = self.write("purge old reports", move |c| {
             c.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY); DELETE FROM doomed;",
             )?;
@@ -260,7 +260,12 @@ impl SqliteStore {
             )?;
             Ok(n)
         })
-        .await
+        .await?;
+        if purged > 0 {
+            // Deleted publications must not be served from memory either.
+            self.forget_recent_publications();
+        }
+        Ok(purged)
     }
 
     /// Failed jobs with their last error, newest first (for operators and tests).

@@ -11,7 +11,7 @@ mod writer;
 
 pub use writer::WriteStats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,6 +117,32 @@ fn spawn_reader(conn: Connection, n: usize) -> std::io::Result<std::sync::mpsc::
     Ok(tx)
 }
 
+/// Publications recorded lately by this process, so an emit job need not read back and
+/// parse the snapshot its review job has just written. Bounded; a miss reads the database.
+#[derive(Default)]
+struct RecentPublications {
+    snapshots: HashMap<String, Arc<Report>>,
+    order: VecDeque<String>,
+}
+
+const RECENT_PUBLICATIONS: usize = 512;
+
+impl RecentPublications {
+    fn insert(&mut self, publication_id: &str, snapshot: &Report) {
+        let replaced = self
+            .snapshots
+            .insert(publication_id.to_string(), Arc::new(snapshot.clone()));
+        if replaced.is_none() {
+            self.order.push_back(publication_id.to_string());
+        }
+        while self.order.len() > RECENT_PUBLICATIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.snapshots.remove(&old);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<writer::Op>,
@@ -134,6 +160,7 @@ pub struct SqliteStore {
     /// completion, and queues the next round's review (due this long after) when alerts
     /// joined during the review (see [`SqliteStore::with_review_jobs`]).
     review_delay: Option<std::time::Duration>,
+    recent: Arc<std::sync::Mutex<RecentPublications>>,
 }
 
 /// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
@@ -327,6 +354,7 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             run_delay: None,
             review_delay: None,
+            recent: Arc::default(),
         })
     }
 
@@ -344,6 +372,26 @@ impl SqliteStore {
     pub fn with_review_jobs(mut self, delay: std::time::Duration) -> Self {
         self.review_delay = Some(delay);
         self
+    }
+
+    pub(crate) fn forget_recent_publications(&self) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        *recent = RecentPublications::default();
+    }
+
+    fn recent_publication(&self, publication_id: &str) -> Option<Report> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.snapshots.get(publication_id).map(|r| (**r).clone())
+    }
+
+    /// Called on every attempt: in a review job the publication commits with the job, so
+    /// an attempt that does not commit is replaced by the one that does (attempts run one
+    /// after another), and an emit job exists only once one has.
+    fn remember_publication(&self, publication_id: &str, snapshot: &Report) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(publication_id, snapshot);
     }
 
     /// (writes, transactions) committed since the store opened.
@@ -540,6 +588,9 @@ impl SqliteStore {
 
     /// The report exactly as emitted for a publication.
     pub async fn publication(&self, publication_id: &str) -> PortResult<Option<Report>> {
+        if let Some(recent) = self.recent_publication(publication_id) {
+            return Ok(Some(recent));
+        }
         let id = publication_id.to_string();
         self.read("load publication", move |c| {
             c.row(
@@ -1119,6 +1170,7 @@ impl SqliteStore {
             .await?
         };
         if let Some(recorded) = recorded {
+            self.remember_publication(publication_id, &recorded);
             return Ok(recorded);
         }
         let mut snapshot = report.clone();
@@ -1181,6 +1233,7 @@ impl SqliteStore {
             Ok(())
         })
         .await?;
+        self.remember_publication(publication_id, &snapshot);
         Ok(snapshot)
     }
 
@@ -1227,6 +1280,7 @@ impl SqliteStore {
             Ok(snapshot)
         })
         .await
+        .inspect(|snapshot| self.remember_publication(publication_id, snapshot))
     }
 }
 
