@@ -167,8 +167,8 @@ fn cpu_ticks_by_thread() -> HashMap<&'static str, u64> {
 
 /// One row per autocommit transaction, the same pragmas as the store.
 fn raw_insert_rate(dir: &std::path::Path, durability: Durability, n: usize) -> f64 {
-    let conn = rusqlite::Connection::open(dir.join(format!("raw-{durability:?}.db"))).unwrap();
-    configure_connection(&conn, durability).unwrap();
+    let mut conn = rusqlite::Connection::open(dir.join(format!("raw-{durability:?}.db"))).unwrap();
+    configure_connection(&mut conn, durability).unwrap();
     conn.execute_batch(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, body TEXT NOT NULL)",
     )

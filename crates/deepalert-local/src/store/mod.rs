@@ -163,8 +163,13 @@ pub struct SqliteStore {
     recent: Arc<std::sync::Mutex<RecentPublications>>,
 }
 
-/// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// WAL frames (pages) past which the checkpointer restarts the WAL: 128 MiB of 4 KiB pages.
+/// A restart locks the writer out for 20-200 ms on this project's test machine; under a
+/// sustained burst the WAL grows ~150 MiB/s, so 64 MiB meant a restart every 0.5 s.
+const WAL_RESTART_FRAMES: i64 = 32_768;
+
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Copies the WAL into the database from its own connection, every `period`: the writer
 /// never checkpoints itself, so a checkpoint's copying and fsyncs no longer stall every
@@ -262,7 +267,7 @@ impl CachedSql for Connection {
 
 /// Applies deepalert's pragmas; also used by the benchmark's raw-insert baseline so both
 /// measure the same durability.
-pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+pub fn configure_connection(conn: &mut Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match durability {
         Durability::Normal => "NORMAL",
@@ -278,8 +283,17 @@ pub fn configure_connection(conn: &Connection, durability: Durability) -> rusqli
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // More distinct statements than rusqlite's default of 16 are in use.
     conn.set_prepared_statement_cache_capacity(256);
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(wait_briefly))?;
     Ok(())
+}
+
+/// Waits for a lock in steps of 1 ms, up to ~10 s. SQLite's own busy timeout sleeps up to
+/// 100 ms a step: the checkpointer's WAL restart, which must find a moment without
+/// readers, starved for seconds with the writer locked out all that time, and the writer
+/// then slept on after the checkpoint was done.
+fn wait_briefly(attempt: i32) -> bool {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    attempt < 10_000
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -313,11 +327,11 @@ impl SqliteStore {
         })?;
         let path = dir.join("deepalert.db");
         let open = |p: &Path| -> Result<Connection, OpenError> {
-            let conn = Connection::open(p).map_err(|source| OpenError::Open {
+            let mut conn = Connection::open(p).map_err(|source| OpenError::Open {
                 path: p.to_path_buf(),
                 source,
             })?;
-            configure_connection(&conn, durability).map_err(|source| OpenError::Open {
+            configure_connection(&mut conn, durability).map_err(|source| OpenError::Open {
                 path: p.to_path_buf(),
                 source,
             })?;
@@ -339,7 +353,7 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        let checkpointer = spawn_checkpointer(open(&path)?, std::time::Duration::from_millis(500))
+        let checkpointer = spawn_checkpointer(open(&path)?, CHECKPOINT_PERIOD)
             .map_err(|source| OpenError::Thread { source })?;
         let readers = (0..READERS)
             .map(|n| spawn_reader(open(&path)?, n).map_err(|source| OpenError::Thread { source }))
