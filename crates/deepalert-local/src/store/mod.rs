@@ -1140,6 +1140,41 @@ fn publication_entries(
     ]
 }
 
+/// Marks the report published with its verdict; returns its publication count, this one
+/// included.
+fn mark_published(
+    c: &Connection,
+    rid: &str,
+    result: Option<&str>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<u32> {
+    c.row(
+        "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
+                updated_at = ?3, publications = publications + 1
+         WHERE id = ?1 RETURNING publications",
+        params![rid, result, ms(now)],
+        |r| r.get(0),
+    )
+}
+
+/// Stores the snapshot emitters will get, with its timeline entries.
+fn insert_publication(
+    c: &Connection,
+    pid: &str,
+    rid: &str,
+    number: u32,
+    snapshot_json: &str,
+    entries: &[TimelineEntry],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    c.exec(
+        "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![pid, rid, number, snapshot_json, ms(now)],
+    )?;
+    entries.iter().try_for_each(|e| record(c, rid, e))
+}
+
 /// A publication's number differed from the one its review job expected: another
 /// publication of the report was recorded meanwhile. The job's commit fails and the review
 /// runs again.
@@ -1212,13 +1247,7 @@ impl SqliteStore {
             {
                 return Ok(());
             }
-            let stored: u32 = c.row(
-                "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
-                        updated_at = ?3, publications = publications + 1
-                 WHERE id = ?1 RETURNING publications",
-                params![rid, result, ms(now)],
-                |r| r.get(0),
-            )?;
+            let stored = mark_published(c, &rid, result.as_deref(), now)?;
             if stored != number {
                 return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
                     PublicationRaced {
@@ -1228,14 +1257,7 @@ impl SqliteStore {
                     },
                 )));
             }
-            c.exec(
-                "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![pid, rid, number, body, ms(now)],
-            )?;
-            for e in &entries {
-                record(c, &rid, e)?;
-            }
+            insert_publication(c, &pid, &rid, number, &body, &entries, now)?;
             let alerts: i64 = c.row(
                 "SELECT count(*) FROM alerts WHERE report_id = ?1",
                 [&rid],
@@ -1273,24 +1295,13 @@ impl SqliteStore {
                 return json_col(0, &existing);
             }
             let rid = snapshot.id.to_string();
-            let number: u32 = tx.row(
-                "UPDATE reports SET status = 'published', result = ?2, published_at = ?3,
-                        updated_at = ?3, publications = publications + 1
-                 WHERE id = ?1 RETURNING publications",
-                params![rid, snapshot.result.as_ref().map(to_json), ms(now)],
-                |r| r.get(0),
-            )?;
+            let result = snapshot.result.as_ref().map(to_json);
+            let number = mark_published(tx, &rid, result.as_deref(), now)?;
             snapshot.status = ReportStatus::Published;
             snapshot.published_at = Some(now);
             snapshot.publications = number;
-            tx.exec(
-                "INSERT INTO publications (publication_id, report_id, number, snapshot, published_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![pid, rid, number, to_json(&snapshot), ms(now)],
-            )?;
-            for e in &publication_entries(&snapshot, &pid, now) {
-                record(tx, &rid, e)?;
-            }
+            let entries = publication_entries(&snapshot, &pid, now);
+            insert_publication(tx, &pid, &rid, number, &to_json(&snapshot), &entries, now)?;
             Ok(snapshot)
         })
         .await
