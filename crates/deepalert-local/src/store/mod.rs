@@ -121,7 +121,7 @@ fn spawn_reader(conn: Connection, n: usize) -> std::io::Result<std::sync::mpsc::
 /// parse the snapshot its review job has just written. Bounded; a miss reads the database.
 #[derive(Default)]
 struct RecentPublications {
-    snapshots: HashMap<String, Arc<Report>>,
+    snapshots: HashMap<String, Report>,
     order: VecDeque<String>,
 }
 
@@ -131,7 +131,7 @@ impl RecentPublications {
     fn insert(&mut self, publication_id: &str, snapshot: &Report) {
         let replaced = self
             .snapshots
-            .insert(publication_id.to_string(), Arc::new(snapshot.clone()));
+            .insert(publication_id.to_string(), snapshot.clone());
         if replaced.is_none() {
             self.order.push_back(publication_id.to_string());
         }
@@ -395,7 +395,7 @@ impl SqliteStore {
 
     fn recent_publication(&self, publication_id: &str) -> Option<Report> {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.snapshots.get(publication_id).map(|r| (**r).clone())
+        recent.snapshots.get(publication_id).cloned()
     }
 
     /// Called on every attempt: in a review job the publication commits with the job, so
