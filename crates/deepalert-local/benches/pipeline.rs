@@ -132,7 +132,9 @@ fn peak_rss_mib() -> f64 {
 /// CPU time used so far by this process's threads, in clock ticks (USER_HZ, 100 per second
 /// on Linux), grouped by thread name: the store's writer, its readers, tokio's workers and
 /// the rest. CPU per alert varies much less from run to run than alerts per second.
-fn cpu_ticks_by_thread() -> HashMap<&'static str, u64> {
+/// CPU ticks used so far per live thread: (thread id, group) → ticks. Per thread, so a
+/// thread that ends during a burst (a stopped engine's writer) does not skew its group.
+fn cpu_ticks_by_thread() -> HashMap<(String, &'static str), u64> {
     let mut ticks = HashMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return ticks;
@@ -160,7 +162,10 @@ fn cpu_ticks_by_thread() -> HashMap<&'static str, u64> {
         } else {
             "other"
         };
-        *ticks.entry(group).or_default() += used;
+        ticks.insert(
+            (task.file_name().to_string_lossy().into_owned(), group),
+            used,
+        );
     }
     ticks
 }
@@ -321,15 +326,11 @@ async fn burst(b: &Bench, run: &str, n: usize, concurrency: usize) -> Burst {
     let total = *emits.last().unwrap() - start;
     accept.sort();
     let (w1, t1) = b.engine.store().write_stats();
-    let cpu = cpu_ticks_by_thread()
-        .into_iter()
-        .map(|(group, t)| {
-            (
-                group,
-                t.saturating_sub(cpu0.get(group).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
+    let mut cpu: HashMap<&'static str, u64> = HashMap::new();
+    for (thread, t) in cpu_ticks_by_thread() {
+        let before = cpu0.get(&thread).copied().unwrap_or(0);
+        *cpu.entry(thread.1).or_default() += t.saturating_sub(before);
+    }
     Burst {
         cpu,
         total,
