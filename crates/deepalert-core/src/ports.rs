@@ -166,6 +166,18 @@ pub trait Store: Send + Sync {
     /// Everything stored about a report, assembled.
     async fn compile_report(&self, report_id: ReportId) -> PortResult<Option<Report>>;
 
+    /// The report as it is reviewed and published: `compile_report` with only the flow
+    /// steps on its timeline. A store's log of the pipeline's own steps (the local one keeps
+    /// one) is history for people, not content for policies and emitters, and would make a
+    /// report differ between platforms.
+    async fn compile_report_for_review(&self, report_id: ReportId) -> PortResult<Option<Report>> {
+        let mut report = self.compile_report(report_id).await?;
+        if let Some(r) = report.as_mut() {
+            r.timeline.retain(TimelineEntry::is_flow_step);
+        }
+        Ok(report)
+    }
+
     /// Marks the report published with its result and returns the report as published.
     /// Idempotent on `publication_id`: a retried step gets the snapshot recorded the
     /// first time instead of counting a second publication.

@@ -14,7 +14,7 @@ use deepalert_core::ports::{
 use deepalert_core::services::{PipelineSettings, receive_alert};
 use deepalert_core::{
     Alert, AttrContext, AttrType, Attribute, FindingContent, InspectorOutput, Report, ReportId,
-    ReportStatus, ReviewResult, Severity, Task,
+    ReportStatus, ReviewResult, Severity, Task, TimelineEntry,
 };
 use deepalert_local::plugins::exec::{ExecCommand, ExecInspector};
 use deepalert_local::plugins::{
@@ -1021,4 +1021,114 @@ async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() 
         .map(|(json, _, _)| serde_json::from_str(json).unwrap())
         .collect();
     assert_eq!(*emitted.0.lock().unwrap(), stored);
+}
+
+#[tokio::test]
+async fn the_reviewed_report_carries_flow_steps_and_not_the_pipeline_log() {
+    let (_dir, store) = open_store();
+    let wf = RecordingWorkflow::default();
+    let clock = FakeClock::at("2026-11-22T00:00:00Z");
+    let r = receive_alert(
+        &store,
+        &wf,
+        &clock,
+        &PipelineSettings::default(),
+        &alert("a", vec![]),
+    )
+    .await
+    .unwrap();
+    let step = TimelineEntry {
+        at: clock.now(),
+        kind: TimelineEntry::FLOW.into(),
+        message: "isolate: notify done".into(),
+        detail: serde_json::json!({"flow": "isolate"}),
+    };
+    store
+        .append_timeline(r.report_id, std::slice::from_ref(&step))
+        .await
+        .unwrap();
+
+    let everything = store.compile_report(r.report_id).await.unwrap().unwrap();
+    let kinds: Vec<&str> = everything
+        .timeline
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["alert", "flow"],
+        "the store keeps the whole log"
+    );
+
+    let reviewed = store
+        .compile_report_for_review(r.report_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reviewed.timeline, vec![step]);
+    assert_eq!(
+        Report {
+            timeline: vec![],
+            ..reviewed
+        },
+        Report {
+            timeline: vec![],
+            ..everything
+        },
+        "only the timeline differs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_and_emitters_get_no_pipeline_log_and_the_store_keeps_it() {
+    struct TimelineReviewer(Mutex<Vec<usize>>);
+    #[async_trait]
+    impl Reviewer for TimelineReviewer {
+        async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
+            self.0.lock().unwrap().push(report.timeline.len());
+            Ok(Some(ReviewResult::unclassified("seen")))
+        }
+    }
+    let emitted = Arc::new(CollectingEmitter::default());
+    let reviewer = Arc::new(TimelineReviewer(Mutex::default()));
+    let plugins = Plugins {
+        reviewer: reviewer.clone(),
+        emitters: vec![EmitterEntry {
+            name: "collect".into(),
+            max_attempts: 1,
+            plugin: emitted.clone(),
+        }],
+        ..Plugins::default()
+    };
+    let run = run_engine_with(plugins, PipelineSettings::default(), Duration::ZERO);
+    let r = run
+        .engine
+        .receive(&alert("a", vec![ip("192.0.2.1")]))
+        .await
+        .unwrap();
+    wait_published(&run.engine, r.report_id, 1).await;
+    for _ in 0..100 {
+        if !emitted.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*reviewer.0.lock().unwrap(), vec![0]);
+    let sent = emitted.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].timeline.is_empty(), "{:?}", sent[0].timeline);
+    let log = run
+        .engine
+        .store()
+        .compile_report(r.report_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .timeline;
+    for kind in ["alert", "review", "publication"] {
+        assert!(
+            log.iter().any(|e| e.kind == kind),
+            "{kind} missing from the stored timeline {log:?}"
+        );
+    }
 }

@@ -289,7 +289,7 @@ pub struct Report {
     #[serde(default)]
     pub publications: u32,
     /// What happened to the report, oldest first: response flows' steps, and (locally) the
-    /// pipeline's own steps.
+    /// pipeline's own steps. A report as reviewed and published has the flow steps only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelineEntry>,
 }
@@ -303,6 +303,17 @@ pub struct TimelineEntry {
     pub message: String,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub detail: serde_json::Value,
+}
+
+impl TimelineEntry {
+    /// The kind of a response flow's step.
+    pub const FLOW: &'static str = "flow";
+
+    /// Flow steps are part of the report that is reviewed and published (on every
+    /// platform); the other kinds are the local pipeline's log of its own steps.
+    pub fn is_flow_step(&self) -> bool {
+        self.kind == Self::FLOW
+    }
 }
 
 impl Report {

@@ -202,7 +202,7 @@ fn entry(
 ) -> TimelineEntry {
     TimelineEntry {
         at: now,
-        kind: "flow".into(),
+        kind: TimelineEntry::FLOW.into(),
         message,
         detail: serde_json::json!({
             "flow": key.flow,

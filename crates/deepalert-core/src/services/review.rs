@@ -13,7 +13,7 @@ pub async fn review(
     report_id: ReportId,
 ) -> Result<Report, PipelineError> {
     let mut report = store
-        .compile_report(report_id)
+        .compile_report_for_review(report_id)
         .await?
         .ok_or(PipelineError::ReportNotFound(report_id))?;
     let result = match reviewer.review(&report).await {
@@ -43,7 +43,7 @@ pub async fn publish_reviewed(
     publication_id: &str,
 ) -> Result<Report, PipelineError> {
     let mut report = store
-        .compile_report(report_id)
+        .compile_report_for_review(report_id)
         .await?
         .ok_or(PipelineError::ReportNotFound(report_id))?;
     report.result = Some(result);
