@@ -178,6 +178,13 @@ pub trait Store: Send + Sync {
         Ok(report)
     }
 
+    /// Whether `record_publication`, called here and now, itself queues the next round's
+    /// review when alerts joined the report after it was compiled (checked in the
+    /// publication's own commit); `publish` then skips its own check, a read.
+    fn publication_queues_next_round(&self) -> bool {
+        false
+    }
+
     /// Marks the report published with its result and returns the report as published.
     /// Idempotent on `publication_id`: a retried step gets the snapshot recorded the
     /// first time instead of counting a second publication.

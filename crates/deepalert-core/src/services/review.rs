@@ -72,6 +72,9 @@ pub async fn publish(
         severity = published.result.as_ref().map(|r| r.severity.as_str()).unwrap_or(""),
         "published"
     );
+    if store.publication_queues_next_round() {
+        return Ok(published);
+    }
     if let Some(head) = store.report_head(report.id).await?
         && head.alerts as usize > report.alerts.len()
     {

@@ -1114,7 +1114,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> PortResult<Report> {
         match self.review_delay {
-            Some(delay) if DEFERRED.try_with(|_| ()).is_ok() => {
+            Some(delay) if self.publication_queues_next_round() => {
                 self.record_publication_with_job(report, publication_id, now, delay)
                     .await
             }
@@ -1123,6 +1123,11 @@ impl Store for SqliteStore {
                     .await
             }
         }
+    }
+
+    /// In a review job (see `with_review_jobs`).
+    fn publication_queues_next_round(&self) -> bool {
+        self.review_delay.is_some() && DEFERRED.try_with(|_| ()).is_ok()
     }
 }
 
