@@ -6,6 +6,7 @@ pub mod emitters;
 pub mod inspectors;
 pub mod policy;
 pub mod rego;
+mod rego_input;
 pub mod responses;
 pub mod rules;
 pub mod secrets;

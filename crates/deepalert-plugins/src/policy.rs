@@ -65,9 +65,9 @@ impl PolicyReviewer {
     }
 
     /// The verdict for a report. `Ok(None)`: no policy gave one.
-    pub fn evaluate(
+    pub fn evaluate<T: serde::Serialize + ?Sized>(
         &self,
-        report: &serde_json::Value,
+        report: &T,
     ) -> Result<Option<ReviewResult>, PolicyError> {
         let Some(json) = self.policies.eval(VERDICT_RULE, report)? else {
             return Ok(None);
@@ -149,8 +149,7 @@ pub const NO_VERDICT: &str = "no policy gave a verdict";
 #[async_trait]
 impl Reviewer for PolicyReviewer {
     async fn review(&self, report: &Report) -> PortResult<Option<ReviewResult>> {
-        let input = serde_json::to_value(report).expect("reports serialize");
-        self.evaluate(&input)
+        self.evaluate(report)
             .map(|v| v.or_else(|| Some(ReviewResult::unclassified(NO_VERDICT))))
             .map_err(|e| PortError::with_source("policy reviewer", e))
     }

@@ -137,16 +137,14 @@ impl PolicySet {
 
     /// Evaluates `rule` (e.g. `data.deepalert.verdict`) on `input`. `Ok(None)`: the rule is
     /// undefined, or no module defines it.
-    pub fn eval(
+    pub fn eval<T: serde::Serialize + ?Sized>(
         &self,
         rule: &str,
-        input: &serde_json::Value,
+        input: &T,
     ) -> Result<Option<serde_json::Value>, PolicyError> {
         let mut engine = self.engine.clone();
-        // Straight from the JSON tree: printing it and parsing the text again was a third of
-        // each review.
         engine.set_input(
-            <regorus::Value as serde::Deserialize>::deserialize(input)
+            crate::rego_input::to_rego(input)
                 .map_err(|e| PolicyError::Eval(format!("not valid input: {e}")))?,
         );
         let value = match engine.eval_rule(rule.to_string()) {
