@@ -163,10 +163,24 @@ pub struct SqliteStore {
     recent: Arc<std::sync::Mutex<RecentPublications>>,
 }
 
-/// WAL frames (pages) past which the checkpointer restarts the WAL: 128 MiB of 4 KiB pages.
-/// A restart locks the writer out for 20-200 ms on this project's test machine; under a
-/// sustained burst the WAL grows ~150 MiB/s, so 64 MiB meant a restart every 0.5 s.
-const WAL_RESTART_FRAMES: i64 = 32_768;
+/// WAL frames (pages) past which the checkpointer restarts the WAL: 256 MiB of 4 KiB pages.
+/// A restart locks the writer out for ~20-100 ms on this project's test machine; under a
+/// sustained burst the WAL grows ~150 MiB/s. At 128 MiB a burst of 5,000 alerts ended in a
+/// restart that held the next alert ~80 ms; at 256 MiB such a burst's WAL is copied and
+/// started over without one (SQLite restarts a fully copied WAL at the next write).
+const WAL_RESTART_FRAMES: i64 = 65_536;
+
+/// WAL frames not yet copied below which the checkpointer may RESTART (which copies them
+/// with the writer locked out): 4 MiB.
+const RESTART_LEFTOVER_FRAMES: i64 = 1_024;
+
+/// A PASSIVE checkpoint: (frames in the WAL, frames of it not copied yet).
+fn passive(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let (frames, copied): (i64, i64) = (r.get(1)?, r.get(2)?);
+        Ok((frames, frames - copied))
+    })
+}
 
 /// How often the checkpointer copies the WAL into the database. A page rewritten by many
 /// commits in between (an index's interior pages, the job queue's) is copied once: every
@@ -191,14 +205,23 @@ fn spawn_checkpointer(
                 // and would grow without end. Past `WAL_RESTART_FRAMES` a RESTART makes the
                 // writer wait for the little PASSIVE left, so the next write starts the WAL
                 // over (and `journal_size_limit` cuts the file back).
-                let frames =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-                let restarted = match frames {
-                    Ok(n) if n > WAL_RESTART_FRAMES => {
-                        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                let restarted = passive(&conn).and_then(|(frames, mut left)| {
+                    if frames <= WAL_RESTART_FRAMES {
+                        return Ok(());
                     }
-                    other => other.map(|_| ()),
-                };
+                    // The RESTART copies and syncs what is left with the writer locked out:
+                    // what was appended while PASSIVE copied the rest. Passes of PASSIVE
+                    // first bring that down to a few MiB (a pass copies much faster than
+                    // the writer appends), or one RESTART after a second of backlog held
+                    // the writer for ~80 ms.
+                    for _ in 0..8 {
+                        if left <= RESTART_LEFTOVER_FRAMES {
+                            break;
+                        }
+                        left = passive(&conn)?.1;
+                    }
+                    conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                });
                 if let Err(e) = restarted {
                     tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
                 }
