@@ -210,10 +210,9 @@ fn spawn_checkpointer(
                         return Ok(());
                     }
                     // The RESTART copies and syncs what is left with the writer locked out:
-                    // what was appended while PASSIVE copied the rest. Passes of PASSIVE
-                    // first bring that down to a few MiB (a pass copies much faster than
-                    // the writer appends), or one RESTART after a second of backlog held
-                    // the writer for ~80 ms.
+                    // what was appended while PASSIVE copied the rest, up to a second of
+                    // writes. Passes of PASSIVE first bring that down to a few MiB (a pass
+                    // copies faster than the writer appends).
                     for _ in 0..8 {
                         if left <= RESTART_LEFTOVER_FRAMES {
                             break;
