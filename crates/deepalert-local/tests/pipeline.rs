@@ -955,15 +955,11 @@ impl Reviewer for GatedReviewer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() {
+/// The engine with review jobs, this reviewer and one emitter that collects what it gets.
+fn run_reviewed_by(reviewer: Arc<dyn Reviewer>) -> (Running, Arc<CollectingEmitter>) {
     let emitted = Arc::new(CollectingEmitter::default());
-    let reviewer = Arc::new(GatedReviewer {
-        calls: AtomicUsize::new(0),
-        gate: tokio::sync::Semaphore::new(0),
-    });
     let plugins = Plugins {
-        reviewer: reviewer.clone(),
+        reviewer,
         emitters: vec![EmitterEntry {
             name: "collect".into(),
             max_attempts: 1,
@@ -972,6 +968,16 @@ async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() 
         ..Plugins::default()
     };
     let run = run_engine_with(plugins, PipelineSettings::default(), Duration::ZERO);
+    (run, emitted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_joins_during_the_review_is_published_in_the_next_round() {
+    let reviewer = Arc::new(GatedReviewer {
+        calls: AtomicUsize::new(0),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let (run, emitted) = run_reviewed_by(reviewer.clone());
     let first = run
         .engine
         .receive(&alert("first", vec![ip("192.0.2.1")]))
@@ -1111,18 +1117,8 @@ async fn reviewers_and_emitters_get_no_pipeline_log_and_the_store_keeps_it() {
             Ok(Some(ReviewResult::unclassified("seen")))
         }
     }
-    let emitted = Arc::new(CollectingEmitter::default());
     let reviewer = Arc::new(TimelineReviewer(Mutex::default()));
-    let plugins = Plugins {
-        reviewer: reviewer.clone(),
-        emitters: vec![EmitterEntry {
-            name: "collect".into(),
-            max_attempts: 1,
-            plugin: emitted.clone(),
-        }],
-        ..Plugins::default()
-    };
-    let run = run_engine_with(plugins, PipelineSettings::default(), Duration::ZERO);
+    let (run, emitted) = run_reviewed_by(reviewer.clone());
     let r = run
         .engine
         .receive(&alert("a", vec![ip("192.0.2.1")]))

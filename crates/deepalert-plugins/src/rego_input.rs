@@ -199,49 +199,26 @@ impl Seq {
     }
 }
 
-impl ser::SerializeSeq for Seq {
-    type Ok = Value;
-    type Error = InputError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), InputError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, InputError> {
-        Ok(self.finish())
-    }
+// serde asks for the same element-by-element sequence under four traits.
+macro_rules! sequence {
+    ($trait:ident, $add:ident) => {
+        impl ser::$trait for Seq {
+            type Ok = Value;
+            type Error = InputError;
+            fn $add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), InputError> {
+                self.push(value)
+            }
+            fn end(self) -> Result<Value, InputError> {
+                Ok(self.finish())
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for Seq {
-    type Ok = Value;
-    type Error = InputError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), InputError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, InputError> {
-        Ok(self.finish())
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq {
-    type Ok = Value;
-    type Error = InputError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), InputError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, InputError> {
-        Ok(self.finish())
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq {
-    type Ok = Value;
-    type Error = InputError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), InputError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<Value, InputError> {
-        Ok(self.finish())
-    }
-}
+sequence!(SerializeSeq, serialize_element);
+sequence!(SerializeTuple, serialize_element);
+sequence!(SerializeTupleStruct, serialize_field);
+sequence!(SerializeTupleVariant, serialize_field);
 
 #[derive(Default)]
 struct Map {
