@@ -620,7 +620,7 @@ impl SqliteStore {
             if !exists {
                 return Ok(None);
             }
-            timeline(c, &rid).map(Some)
+            timeline(c, &rid, Timeline::Everything).map(Some)
         })
         .await
     }
@@ -1370,33 +1370,30 @@ fn entry(
     }
 }
 
-fn timeline(c: &Connection, rid: &str) -> rusqlite::Result<Vec<TimelineEntry>> {
-    c.prepare_cached("SELECT body FROM timeline WHERE report_id = ?1 ORDER BY seq")?
-        .query_map([rid], |r| {
-            json_col::<TimelineEntry>(0, &r.get::<_, String>(0)?)
-        })?
-        .collect()
-}
-
-/// Filtered in SQL: parsing the pipeline's entries only to drop them was a tenth of a
-/// review's cost.
-fn flow_steps(c: &Connection, rid: &str) -> rusqlite::Result<Vec<TimelineEntry>> {
-    c.prepare_cached(
-        "SELECT body FROM timeline WHERE report_id = ?1 AND json_extract(body, '$.kind') = ?2
-         ORDER BY seq",
-    )?
-    .query_map([rid, TimelineEntry::FLOW], |r| {
-        json_col::<TimelineEntry>(0, &r.get::<_, String>(0)?)
-    })?
-    .collect()
-}
-
-/// Which timeline entries a compiled report carries.
+/// Which timeline entries to read.
 #[derive(Clone, Copy)]
 enum Timeline {
     Everything,
-    /// As reviewed and published (see `Store::compile_report_for_review`).
+    /// As reviewed and published (see `Store::compile_report_for_review`). Filtered in
+    /// SQL: parsing the pipeline's entries only to drop them was a tenth of a review's cost.
     FlowSteps,
+}
+
+fn timeline(c: &Connection, rid: &str, scope: Timeline) -> rusqlite::Result<Vec<TimelineEntry>> {
+    let sql = match scope {
+        Timeline::Everything => "SELECT body FROM timeline WHERE report_id = ?1 ORDER BY seq",
+        Timeline::FlowSteps => {
+            "SELECT body FROM timeline WHERE report_id = ?1 AND json_extract(body, '$.kind') = ?2
+             ORDER BY seq"
+        }
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = match scope {
+        Timeline::Everything => stmt.query([rid])?,
+        Timeline::FlowSteps => stmt.query([rid, TimelineEntry::FLOW])?,
+    };
+    rows.mapped(|r| json_col::<TimelineEntry>(0, &r.get::<_, String>(0)?))
+        .collect()
 }
 
 fn compile(
@@ -1473,9 +1470,6 @@ fn compile(
         created_at,
         published_at,
         publications,
-        timeline: match scope {
-            Timeline::Everything => timeline(c, &rid)?,
-            Timeline::FlowSteps => flow_steps(c, &rid)?,
-        },
+        timeline: timeline(c, &rid, scope)?,
     }))
 }
