@@ -129,11 +129,11 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// CPU time used so far by this process's threads, in clock ticks (USER_HZ, 100 per second
-/// on Linux), grouped by thread name: the store's writer, its readers, tokio's workers and
-/// the rest. CPU per alert varies much less from run to run than alerts per second.
-/// CPU ticks used so far per live thread: (thread id, group) → ticks. Per thread, so a
-/// thread that ends during a burst (a stopped engine's writer) does not skew its group.
+/// CPU time used so far by each live thread of this process, in clock ticks (USER_HZ, 100
+/// per second on Linux): (thread id, group) → ticks, the group named from the thread: the
+/// store's writer, its readers, tokio's workers, the rest. Per thread, so a thread that ends
+/// during a burst (a stopped engine's writer) does not skew its group. CPU per alert varies
+/// much less from run to run than alerts per second.
 fn cpu_ticks_by_thread() -> HashMap<(String, &'static str), u64> {
     let mut ticks = HashMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
