@@ -7,7 +7,7 @@ PYTHON ?= python3
 # The pipeline's functions, and `builtin` (any built-in inspector or emitter on Lambda).
 LAMBDAS := receptor dispatcher inspector-gateway review-invoker emitter-publisher event-router flow-runner builtin
 
-.PHONY: help serve example test fuzz lint fmt bench cost venv browser build check-arm64-build deploy deploy-builtins clean
+.PHONY: help serve example test fuzz lint fmt bench cost venv browser build check-arm64-build deploy deploy-builtins remove audit clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,7 @@ test: venv browser ## Run every test (unit, pipeline, end to end, web page in Ch
 	# What `make serve` builds: without the aws feature, AWS pieces refuse clearly.
 	$(CARGO) test --locked -p deepalert-plugins --no-default-features --test without_aws
 	$(MAKE) check-arm64-build
+	$(MAKE) audit
 
 # The web page's test drives Debian's Chromium (headless); its own download is not reachable.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -89,10 +90,25 @@ build: $(VENV)/.build-tools ## Build one arm64 Lambda zip per function into targ
 	@for f in $(LAMBDAS); do printf '%-20s %s bytes\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap.zip)"; done
 
 deploy: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Build, then deploy to AWS as configured in deploy.jsonnet and stack.jsonnet
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py $(ARGS)
 
 deploy-builtins: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Build `builtin`, then deploy examples/aws/builtins.yaml with builtins.jsonnet
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py --builtins $(ARGS)
+
+# YES=1 removes without asking.
+remove: $(VENV)/.test-tools $(VENV)/.deploy-tools ## Delete the stack, its forwarders and the built-ins stack (asks first; YES=1 does not)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python tools/deploy.py --remove $(if $(YES),--yes) $(ARGS)
+
+# checkov pins boto3/botocore versions that the AWS CLI and moto do not take: its own venv.
+AUDIT_VENV := .venv-audit
+$(AUDIT_VENV)/.tools: tools/audit-requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3 is needed for make audit: install python3" >&2; exit 1; }
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q -r $<
+	@touch $@
+
+audit: $(VENV)/.test-tools $(AUDIT_VENV)/.tools ## cfn-lint and checkov on the three templates (skips and their reasons: tools/audit.yaml)
+	$(VENV)/bin/python tools/audit.py --checkov $(AUDIT_VENV)/bin/checkov
 
 clean: ## Remove build outputs
 	$(CARGO) clean

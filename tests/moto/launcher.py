@@ -8,7 +8,13 @@ tasks, which call that API, and from SNS subscriptions of protocol lambda -- is 
 
 the Lambda Invoke API that `cargo lambda watch` also serves. The endpoint answers with
 the function's response; a failed function answers with an `X-Amz-Function-Error` header,
-which is passed on. Everything else is plain moto.
+which is passed on.
+
+CloudFormation's work is done by `cfn_patch` (see there): `aws cloudformation deploy`
+against this moto creates, updates and deletes stacks of our templates as AWS does. And
+limits AWS enforces and moto does not are enforced here: a function's environment of at
+most 4 KB, function names of at most 64 characters, state machine and execution names of
+at most 80.
 
 It also counts what the stack asks of AWS, for `make cost`: every request signed with the
 access key `stack` (the one the tests give the stack's functions; the tests' own set-up and
@@ -31,8 +37,13 @@ import urllib.request
 
 import moto.server
 from moto.awslambda import models
+from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.moto_server.threaded_moto_server import DomainDispatcherApplication
 from moto.server import main
+from moto.stepfunctions import models as sfn_models
+from moto.stepfunctions.exceptions import InvalidName
+
+import cfn_patch
 
 FORWARD = os.environ.get("DEEPALERT_LAMBDA_FORWARD", "").rstrip("/")
 
@@ -71,6 +82,54 @@ def forward_function_invoke(self, body, request_headers, response_headers):
 
 models.LambdaBackend.invoke = forward_invoke
 models.LambdaFunction.invoke = forward_function_invoke
+
+
+# ---- Limits AWS enforces and moto does not (AWS's behaviour, each) ----
+
+ENVIRONMENT_LIMIT = 4096
+FUNCTION_NAME_LIMIT = 64
+STATES_NAME_LIMIT = 80
+
+
+def check_environment(spec):
+    variables = (spec.get("Environment") or {}).get("Variables") or {}
+    measured = json.dumps(variables, separators=(",", ":"))
+    if len(measured.encode("utf-8")) > ENVIRONMENT_LIMIT:
+        raise InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment variables "
+            "you have provided exceeded the 4KB limit. String measured: %s" % measured)
+
+
+ORIGINAL_CREATE_FUNCTION = models.LambdaBackend.create_function
+ORIGINAL_UPDATE_CONFIGURATION = models.LambdaBackend.update_function_configuration
+ORIGINAL_VALIDATE_NAME = sfn_models.StepFunctionBackend._validate_name
+
+
+def create_function(self, spec):
+    name = spec.get("FunctionName") or ""
+    if not name.startswith("arn:") and len(name) > FUNCTION_NAME_LIMIT:
+        raise InvalidParameterValueException(
+            "1 validation error detected: Value '%s' at 'functionName' failed to satisfy constraint: "
+            "Member must have length less than or equal to %d" % (name, FUNCTION_NAME_LIMIT))
+    check_environment(spec)
+    return ORIGINAL_CREATE_FUNCTION(self, spec)
+
+
+def update_function_configuration(self, function_name, qualifier, body):
+    check_environment(body)
+    return ORIGINAL_UPDATE_CONFIGURATION(self, function_name, qualifier, body)
+
+
+def validate_states_name(self, name):
+    # State machine and execution names: at most 80 characters.
+    if len(name) > STATES_NAME_LIMIT:
+        raise InvalidName("Invalid Name: '%s' (longer than %d characters)" % (name, STATES_NAME_LIMIT))
+    return ORIGINAL_VALIDATE_NAME(self, name)
+
+
+models.LambdaBackend.create_function = create_function
+models.LambdaBackend.update_function_configuration = update_function_configuration
+sfn_models.StepFunctionBackend._validate_name = validate_states_name
 
 
 # ---- What the stack asks of AWS ----
@@ -147,6 +206,13 @@ class CountingApp(DomainDispatcherApplication):
                 body = json.dumps(RECORDS).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
+        if path.startswith("/moto-api/deepalert/stacks/"):
+            region, name = path[len("/moto-api/deepalert/stacks/"):].split("/", 1)
+            body = cfn_patch.described(region, name)
+            status = "200 OK" if body is not None else "404 Not Found"
+            body = body if body is not None else b"{}"
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if path == "/moto-api/deepalert/reset":
             with RECORDS_LOCK:
                 RECORDS.clear()
@@ -209,4 +275,5 @@ moto.server.DomainDispatcherApplication = CountingApp
 
 if __name__ == "__main__":
     port = sys.argv[1] if len(sys.argv) > 1 else "5000"
+    cfn_patch.install("http://127.0.0.1:%s" % port)
     sys.exit(main(["-H", "127.0.0.1", "-p", port]))

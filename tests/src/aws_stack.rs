@@ -147,6 +147,36 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The documents `make deploy` adds to the functions' zips (tools/deploy.py), for a
+/// stack deployed straight from the checkout: the rules (`RULES_CONFIG_FILE`) and the
+/// flows (`FLOWS_CONFIG_FILE`), written where each function's environment says.
+#[derive(Debug, Clone)]
+pub struct PackageDocuments {
+    pub rules: String,
+    pub flows: String,
+}
+
+impl Default for PackageDocuments {
+    /// What `make deploy` writes for a stack.jsonnet without Rules, Findings or Flows.
+    fn default() -> Self {
+        PackageDocuments {
+            rules: json!({"rules": [], "findings": {"guardduty": true, "securityhub": true}})
+                .to_string(),
+            flows: String::new(),
+        }
+    }
+}
+
+impl PackageDocuments {
+    fn for_variable(&self, name: &str) -> Option<&str> {
+        match name {
+            "RULES_CONFIG_FILE" => Some(&self.rules),
+            "FLOWS_CONFIG_FILE" => Some(&self.flows),
+            _ => None,
+        }
+    }
+}
+
 /// A function the service hosts: a real binary, or a stand-in written in the test.
 enum Host {
     Binary {
@@ -154,6 +184,7 @@ enum Host {
         timeout: Duration,
         _children: Vec<tokio::process::Child>,
         log: PathBuf,
+        _task_root: Option<tempfile::TempDir>,
     },
     InProcess(Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>),
 }
@@ -228,7 +259,7 @@ impl LambdaService {
     }
 
     /// Runs `binary` as the function `name` (its physical name in moto), `instances`
-    /// processes, with `environment` on top of the AWS one.
+    /// processes, with `environment` on top of the AWS one, in an empty task root.
     pub async fn host_binary(
         &self,
         name: &str,
@@ -236,6 +267,22 @@ impl LambdaService {
         environment: &HashMap<String, String>,
         timeout: Duration,
         instances: usize,
+    ) {
+        let root = tempfile::tempdir().expect("task root");
+        self.host_in(name, binary, environment, timeout, instances, root)
+            .await
+    }
+
+    /// The same in `task_root` (the function's code, as Lambda unpacks it in
+    /// `/var/task`): its working directory and `LAMBDA_TASK_ROOT`.
+    async fn host_in(
+        &self,
+        name: &str,
+        binary: &Path,
+        environment: &HashMap<String, String>,
+        timeout: Duration,
+        instances: usize,
+        task_root: tempfile::TempDir,
     ) {
         let arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{name}");
         let runtime = RuntimeApi::serve(&arn).await;
@@ -251,6 +298,8 @@ impl LambdaService {
             let mut cmd = std::process::Command::new(binary);
             cmd.env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("LAMBDA_TASK_ROOT", task_root.path())
+                .current_dir(task_root.path())
                 .envs(runtime.lambda_env(name))
                 .envs(self.moto_env.lock().unwrap().iter().cloned())
                 .envs(environment)
@@ -270,6 +319,7 @@ impl LambdaService {
                 timeout,
                 _children: children,
                 log,
+                _task_root: Some(task_root),
             })),
         );
     }
@@ -286,8 +336,21 @@ impl LambdaService {
         );
     }
 
-    /// Every function of a deployed stack, as its binary, with the template's environment.
+    /// Every function of a stack deployed from the checkout, as its binary, with the
+    /// template's environment and the default package documents.
     pub async fn host_stack(&self, stack: &Deployed, instances: usize) {
+        self.host_stack_with(stack, instances, &PackageDocuments::default())
+            .await
+    }
+
+    /// The same with these documents in each function's task root, where its
+    /// environment names them (as `make deploy` puts them in its zip).
+    pub async fn host_stack_with(
+        &self,
+        stack: &Deployed,
+        instances: usize,
+        documents: &PackageDocuments,
+    ) {
         for (_, f) in stack.json["functions"].as_object().into_iter().flatten() {
             let env: HashMap<String, String> = f["environment"]
                 .as_object()
@@ -295,15 +358,91 @@ impl LambdaService {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect();
-            self.host_binary(
+            let root = tempfile::tempdir().expect("task root");
+            for (var, relative) in &env {
+                if let Some(text) = documents.for_variable(var) {
+                    let path = root.path().join(relative);
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, text).unwrap();
+                }
+            }
+            self.host_in(
                 f["name"].as_str().unwrap(),
                 &binary(f["binary"].as_str().unwrap()),
                 &env,
                 Duration::from_secs(f["timeout"].as_u64().unwrap_or(30)),
                 instances,
+                root,
             )
             .await;
         }
+    }
+
+    /// Every function of a stack that `aws cloudformation deploy` made in `moto` (see
+    /// `tests/moto/cfn_patch.py`), as Lambda runs it: its zip, downloaded from the S3
+    /// object the function was created from (checked against the function's
+    /// `CodeSha256`) and unpacked into a task root, runs its `bootstrap`, with the
+    /// environment and timeout read back from the Lambda API. Returns the deployment.
+    pub async fn host_deployed(
+        &self,
+        moto: &Moto,
+        region: &str,
+        stack: &str,
+        instances: usize,
+    ) -> Result<Deployed, String> {
+        let described = reqwest::get(format!(
+            "{}/moto-api/deepalert/stacks/{region}/{stack}",
+            moto.endpoint
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        if !described.status().is_success() {
+            return Err(format!("moto holds no stack {stack} in {region}"));
+        }
+        let json: Value = described.json().await.map_err(|e| e.to_string())?;
+        let mut roots = HashMap::new();
+        let mut dirs = serde_json::Map::new();
+        for (logical, _) in json["functions"].as_object().into_iter().flatten() {
+            let root = tempfile::tempdir().map_err(|e| e.to_string())?;
+            dirs.insert(logical.clone(), json!(root.path()));
+            roots.insert(logical.clone(), root);
+        }
+        let out = tokio::process::Command::new(venv_tool("python"))
+            .arg(repo_root().join("tests/moto/unpack_functions.py"))
+            .arg(&moto.endpoint)
+            .arg(region)
+            .arg(json["functions"].to_string())
+            .arg(Value::Object(dirs).to_string())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run unpack_functions.py: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "unpacking the functions' code failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let functions: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        for (logical, f) in functions.as_object().into_iter().flatten() {
+            let env: HashMap<String, String> = f["environment"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let root = roots.remove(logical).expect("a task root per function");
+            let bootstrap = root.path().join("bootstrap");
+            self.host_in(
+                f["name"].as_str().unwrap(),
+                &bootstrap,
+                &env,
+                Duration::from_secs(f["timeout"].as_u64().unwrap_or(3)),
+                instances,
+                root,
+            )
+            .await;
+        }
+        Ok(Deployed { json })
     }
 
     /// Invokes a hosted function synchronously.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::moto::run_venv_tool;
 
 /// Names passed to `env::var`, `env::optional`, `env::number`, `env::seconds`,
-/// `env::flag`, `env::parsed`.
+/// `env::flag`, `env::parsed`, `env::document`.
 pub fn env_reads(source: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for helper in [
@@ -16,6 +16,7 @@ pub fn env_reads(source: &str) -> BTreeSet<String> {
         "env::seconds(\"",
         "env::flag(\"",
         "env::parsed(\"",
+        "env::document(\"",
     ] {
         for (i, _) in source.match_indices(helper) {
             let rest = &source[i + helper.len()..];

@@ -132,6 +132,18 @@ impl Moto {
             .await
     }
 
+    /// The same in another region.
+    pub async fn sdk_in(&self, region: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+
     /// The same, through another endpoint in front of moto (a fault proxy).
     pub async fn sdk_via(&self, endpoint: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -158,6 +170,13 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", REGION.into()),
         ]
+    }
+
+    /// The environment of a process in `region`, signed with `access_key`.
+    pub fn env_in(&self, region: &str, access_key: &str) -> [(&'static str, String); 4] {
+        let mut env = self.env_signed_as(access_key);
+        env[3].1 = region.to_string();
+        env
     }
 
     /// What the stack asked of AWS since the last reset (see `tests/moto/launcher.py`).

@@ -14,6 +14,43 @@ pub enum EnvError {
         value: String,
         why: String,
     },
+    #[error(
+        "{name} names {path}, which cannot be read ({why}); `make deploy` (tools/deploy.py) puts it in the function's zip"
+    )]
+    Document {
+        name: &'static str,
+        path: String,
+        why: String,
+    },
+}
+
+/// A document shipped in the function's deployment package: documents that can grow
+/// (rules, flows) do not fit Lambda's 4 KB of environment, so `tools/deploy.py` adds them
+/// to the zip and the environment only names the file. The code and its configuration
+/// are then one version: the zip the function was deployed with.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    /// Hex SHA-256 of the text, logged at start: which configuration is running.
+    pub sha256: String,
+}
+
+/// The document the variable `name` names: a path relative to the function's code
+/// (`LAMBDA_TASK_ROOT`, as Lambda sets it; else the working directory), read once.
+pub fn document(name: &'static str) -> Result<Document, EnvError> {
+    use sha2::Digest;
+    let relative = var(name)?;
+    let root = optional("LAMBDA_TASK_ROOT").unwrap_or_else(|| ".".into());
+    let path = std::path::Path::new(&root).join(&relative);
+    let text = std::fs::read_to_string(&path).map_err(|e| EnvError::Document {
+        name,
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Document { path, text, sha256 })
 }
 
 /// A variable that must be set and non-empty.

@@ -1,5 +1,5 @@
-//! Response flows on AWS (configured by the `FlowsConfig` parameter, a
-//! `deepalert_core::flows::FlowsDocument`): flow runs as executions of the
+//! Response flows on AWS (configured by a `deepalert_core::flows::FlowsDocument` that
+//! `make deploy` ships in the functions' zips, `FLOWS_CONFIG_FILE`): flow runs as executions of the
 //! `<stack>-flows` state machine — a loop of the flow-runner task and a Wait, so a wait
 //! holds no Lambda.
 
@@ -8,19 +8,33 @@ use deepalert_core::flows::{FlowRunKey, FlowSet, FlowsDocument};
 use deepalert_core::ports::{FlowStarter, PortError, PortResult};
 use serde::{Deserialize, Serialize};
 
+/// The flows document of the deployment package, parsed; its path, size and hash are
+/// logged (which configuration this function runs).
+pub fn flows_document(doc: &crate::env::Document) -> Result<FlowsDocument, String> {
+    let flows =
+        FlowsDocument::parse(&doc.text).map_err(|e| format!("{}: {e}", doc.path.display()))?;
+    tracing::info!(
+        path = %doc.path.display(),
+        bytes = doc.text.len(),
+        sha256 = %doc.sha256,
+        flows = flows.flows.len(),
+        "flows document loaded"
+    );
+    Ok(flows)
+}
+
 /// What the functions that start flow runs need (receptor, event-router,
-/// emitter-publisher): the flows of `FLOWS_CONFIG` (checked for structure; the flow
+/// emitter-publisher): the flows of the document (checked for structure; the flow
 /// runner checks the rest at its start) and the state machine to start them on. `None`
 /// without flows.
 pub fn flow_starting(
     sdk: &aws_config::SdkConfig,
-    flows_config: &str,
+    document: &crate::env::Document,
     state_machine_arn: impl FnOnce() -> Result<String, crate::env::EnvError>,
 ) -> Result<Option<(FlowSet, SfnFlows)>, String> {
-    let document = FlowsDocument::parse(flows_config).map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
-    let set = document
+    let set = flows_document(document)?
         .starting_set()
-        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
+        .map_err(|e| format!("{}: {e}", document.path.display()))?;
     if set.is_empty() {
         return Ok(None);
     }

@@ -22,7 +22,7 @@ pub struct Intake {
 impl Intake {
     /// Reads `TABLE_NAME`, `DISPATCH_QUEUE_URL`, `INSPECTION_DELAY_SECONDS`,
     /// `AGGREGATION_WINDOW_SECONDS`, `RETENTION_DAYS`, `PUBLISH_UNREVIEWED` (then
-    /// `REPORT_TOPIC_ARN`), `REPORT_SECTIONS`, `FLOWS_CONFIG` (then `FLOW_STATE_MACHINE_ARN`).
+    /// `REPORT_TOPIC_ARN`), `REPORT_SECTIONS`, `FLOWS_CONFIG_FILE` (then `FLOW_STATE_MACHINE_ARN`).
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Intake, BoxError> {
         let table = env::var("TABLE_NAME")?;
         let dispatch_queue = env::var("DISPATCH_QUEUE_URL")?;
@@ -31,11 +31,9 @@ impl Intake {
         let retention_days = env::number("RETENTION_DAYS", 30)?;
         let publish_unreviewed = env::flag("PUBLISH_UNREVIEWED", false)?;
         let sections = env::parsed("REPORT_SECTIONS", SectionFormat::Grouped)?;
-        let flows = flow_starting(
-            sdk,
-            &env::optional("FLOWS_CONFIG").unwrap_or_default(),
-            || env::var("FLOW_STATE_MACHINE_ARN"),
-        )?;
+        let flows = flow_starting(sdk, &env::document("FLOWS_CONFIG_FILE")?, || {
+            env::var("FLOW_STATE_MACHINE_ARN")
+        })?;
         // Reports go to the report topic as alerts arrive only with PublishUnreviewed.
         let announcer = if publish_unreviewed {
             let topic = env::var("REPORT_TOPIC_ARN")?;

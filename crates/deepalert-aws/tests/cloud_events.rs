@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Stack, StackOptions};
-use deepalert_testkit::aws_stack::deploy_in;
+use deepalert_testkit::aws_stack::{PackageDocuments, deploy_in};
 use deepalert_testkit::deploy::{deploy_dry_run, override_values};
 use deepalert_testkit::moto::run_venv_tool;
 use deepalert_testkit::repo_root;
@@ -48,8 +48,11 @@ async fn put_events_through_the_stacks_rule_to_a_report() {
     });
     let stack = Stack::start(StackOptions {
         inspectors: vec![common::example_inspector()],
+        documents: PackageDocuments {
+            rules: rules.to_string(),
+            ..PackageDocuments::default()
+        },
         parameters: json!({
-            "RulesConfig": rules.to_string(),
             "EventSources": "aws.signin,aws.iam,aws.guardduty",
             "EventDetailTypes": "AWS Console Sign In via CloudTrail,AWS API Call via CloudTrail,GuardDuty Finding",
         }),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Reviewer, Stack, StackOptions};
 use deepalert_core::{ReportStatus, Severity};
-use deepalert_testkit::aws_stack::sqs_event;
+use deepalert_testkit::aws_stack::{PackageDocuments, sqs_event};
 use deepalert_testkit::{example, read_json};
 use serde_json::{Value, json};
 
@@ -424,8 +424,11 @@ async fn a_flow_notifies_waits_checks_and_contains_the_user() {
     });
     let stack = Stack::start(StackOptions {
         reviewer: Reviewer::Answers(json!({"severity": "urgent", "reason": "not our naming"})),
+        documents: PackageDocuments {
+            flows: flows.to_string(),
+            ..PackageDocuments::default()
+        },
         parameters: json!({
-            "FlowsConfig": flows.to_string(),
             "FlowActions": "iam:GetUser,iam:PutUserPolicy,iam:UpdateAccessKey,iam:DeleteLoginProfile",
             "FlowTopicArns": mail_topic,
         }),

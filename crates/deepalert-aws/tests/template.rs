@@ -3,10 +3,11 @@
 //! functions of the template and only goes to states it has.
 
 mod common;
+mod deploy;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{getatt_target, template};
+use common::{getatt_target, template, yaml_to_json};
 use deepalert_testkit::aws_stack::deploy;
 use deepalert_testkit::deploy::{env_reads, parameter_overrides};
 use deepalert_testkit::moto::run_venv_tool;
@@ -89,10 +90,16 @@ fn state_machine_runs_only_template_functions_and_is_well_formed() {
         t["Resources"]["Workflow"]["Type"],
         "AWS::StepFunctions::StateMachine"
     );
+    // The task resource is `${LambdaInvoke}`: the partition's, never a literal `arn:aws:`.
+    assert_eq!(
+        yaml_to_json(&props["DefinitionSubstitutions"]["LambdaInvoke"]),
+        serde_json::json!({"!Sub": "arn:${AWS::Partition}:states:::lambda:invoke"})
+    );
     let subs: HashMap<String, String> = props["DefinitionSubstitutions"]
         .as_mapping()
         .unwrap()
         .iter()
+        .filter(|(k, _)| k.as_str() != Some("LambdaInvoke"))
         .map(|(k, v)| {
             (
                 k.as_str().unwrap().to_string(),
@@ -107,10 +114,7 @@ fn state_machine_runs_only_template_functions_and_is_well_formed() {
     for (name, state) in states {
         let name = name.as_str().unwrap();
         if state["Type"] == "Task" {
-            assert_eq!(
-                state["Resource"], "arn:aws:states:::lambda:invoke",
-                "{name}"
-            );
+            assert_eq!(state["Resource"], "${LambdaInvoke}", "{name}");
             let f = state["Parameters"]["FunctionName"].as_str().unwrap();
             let key = f
                 .strip_prefix("${")
@@ -365,7 +369,7 @@ kw = dict(endpoint_url={endpoint:?}, region_name="us-east-1", aws_access_key_id=
 c = lambda n: boto3.client(n, **kw)
 out = {{}}
 out["alarms"] = sorted(a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"] if a["AlarmName"].startswith({name:?} + "-"))
-out["alarm_actions"] = sorted({{x for a in c("cloudwatch").describe_alarms()["MetricAlarms"] for x in a.get("AlarmActions", [])}})
+out["alarm_actions"] = sorted({{x for a in c("cloudwatch").describe_alarms()["MetricAlarms"] if a["AlarmName"].startswith({name:?} + "-") for x in a.get("AlarmActions", [])}})
 out["topic_key"] = c("sns").get_topic_attributes(TopicArn={alert_topic:?})["Attributes"].get("KmsMasterKeyId")
 out["topic_policy"] = json.loads(c("sns").get_topic_attributes(TopicArn={alert_topic:?})["Attributes"]["Policy"])
 q = c("sqs").get_queue_attributes(QueueUrl={queue:?}, AttributeNames=["All"])["Attributes"]
@@ -375,6 +379,7 @@ out["queue_policy"] = json.loads(q["Policy"]) if "Policy" in q else None
 out["table_sse"] = c("dynamodb").describe_table(TableName={table:?})["Table"].get("SSEDescription")
 out["pitr"] = c("dynamodb").describe_continuous_backups(TableName={table:?})["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"]
 out["log_retention"] = {{g["logGroupName"]: g.get("retentionInDays") for g in c("logs").describe_log_groups()["logGroups"] if {name:?} in g["logGroupName"]}}
+out["log_keys"] = {{g["logGroupName"]: g.get("kmsKeyId") for g in c("logs").describe_log_groups()["logGroups"] if {name:?} in g["logGroupName"]}}
 sm = c("stepfunctions").describe_state_machine(stateMachineArn={machine:?})
 out["sfn_logging"] = sm.get("loggingConfiguration", {{}}).get("level")
 out["sfn_tracing"] = sm.get("tracingConfiguration", {{}}).get("enabled")
@@ -393,7 +398,29 @@ print(json.dumps(out, default=str))
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// The operator's parameters create what they say, and nothing by default.
+/// Every alarm of the template, by logical id.
+const ALARMS: [&str; 17] = [
+    "AlertDeadLetterAlarm",
+    "AlertDeadLetterQueueAgeAlarm",
+    "DispatchDeadLetterAlarm",
+    "DispatchDeadLetterQueueAgeAlarm",
+    "DispatcherErrorsAlarm",
+    "EmitterPublisherErrorsAlarm",
+    "EventDeadLetterAlarm",
+    "EventDeadLetterQueueAgeAlarm",
+    "EventRouterErrorsAlarm",
+    "FlowRunnerErrorsAlarm",
+    "FlowsFailedAlarm",
+    "InspectionDeadLetterAlarm",
+    "InspectionDeadLetterQueueAgeAlarm",
+    "InspectorGatewayErrorsAlarm",
+    "ReceptorErrorsAlarm",
+    "ReviewInvokerErrorsAlarm",
+    "ReviewsFailedAlarm",
+];
+
+/// The operator's parameters create what they say; by default, no encryption key and
+/// alarms to the stack's own topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_parameters_deploy_what_they_say() {
     let moto = deepalert_testkit::moto::Moto::start(None).await;
@@ -417,11 +444,19 @@ async fn operator_parameters_deploy_what_they_say() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let got = read_back(&moto.endpoint, &plain);
+    // Operable by default: the alarms exist and go to the stack's own topic.
     assert_eq!(
-        got["alarms"],
-        serde_json::json!([]),
-        "no alarm without a topic"
+        got["alarms"].as_array().unwrap().len(),
+        ALARMS.len(),
+        "{got}"
     );
+    assert_eq!(
+        got["alarm_actions"],
+        serde_json::json!([plain.physical("AlarmTopic")]),
+        "{got}"
+    );
+    assert_eq!(plain.output("AlarmTopicArn"), plain.physical("AlarmTopic"));
+    assert!(plain.physical("AlarmTopic").ends_with(":plain-alarms"));
     assert!(
         got["topic_key"].is_null() && got["queue_key"].is_null(),
         "{got}"
@@ -480,25 +515,12 @@ async fn operator_parameters_deploy_what_they_say() {
         .iter()
         .map(|a| a.as_str().unwrap().trim_start_matches("ops-"))
         .collect();
-    assert_eq!(
-        names,
-        vec![
-            "AlertDeadLetterAlarm",
-            "DispatchDeadLetterAlarm",
-            "DispatcherErrorsAlarm",
-            "EmitterPublisherErrorsAlarm",
-            "EventDeadLetterAlarm",
-            "EventRouterErrorsAlarm",
-            "FlowRunnerErrorsAlarm",
-            "FlowsFailedAlarm",
-            "InspectionDeadLetterAlarm",
-            "InspectorGatewayErrorsAlarm",
-            "ReceptorErrorsAlarm",
-            "ReviewInvokerErrorsAlarm",
-            "ReviewsFailedAlarm",
-        ]
-    );
+    assert_eq!(names, ALARMS.to_vec());
     assert_eq!(got["alarm_actions"], serde_json::json!([alarms]));
+    assert!(
+        ops.json["resources"].get("AlarmTopic").is_none(),
+        "with AlarmTopicArn the stack makes no topic of its own"
+    );
     let key = ops.attribute("Key", "Arn");
     assert_eq!(got["topic_key"], key.as_str());
     assert_eq!(got["queue_key"], key.as_str());
@@ -507,6 +529,19 @@ async fn operator_parameters_deploy_what_they_say() {
     assert!(
         key_policy.contains("sns.amazonaws.com") && key_policy.contains("events.amazonaws.com"),
         "SNS→SQS and EventBridge→SNS delivery may use the key: {key_policy}"
+    );
+    assert!(
+        key_policy.contains("logs.us-east-1.amazonaws.com")
+            && key_policy.contains("cloudwatch.amazonaws.com"),
+        "the log groups and the alarms may use the key: {key_policy}"
+    );
+    assert!(
+        got["log_keys"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|k| k == key.as_str()),
+        "every log group is encrypted with the stack's key: {got}"
     );
     assert!(key_policy.contains("111122223333"));
     let trusted = serde_json::json!(["111122223333", "444455556666"]);

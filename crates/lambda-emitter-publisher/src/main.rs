@@ -22,11 +22,10 @@ async fn main() -> Result<(), Error> {
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
-    let flows = deepalert_aws::flows::flow_starting(
-        &sdk,
-        &env::optional("FLOWS_CONFIG").unwrap_or_default(),
-        || env::var("FLOW_STATE_MACHINE_ARN"),
-    )?;
+    let flows =
+        deepalert_aws::flows::flow_starting(&sdk, &env::document("FLOWS_CONFIG_FILE")?, || {
+            env::var("FLOW_STATE_MACHINE_ARN")
+        })?;
     let emitter = SnsEmitter::new(aws_sdk_sns::Client::new(&sdk), report_topic, sections);
     let reviews = SfnReviews::new(aws_sdk_sfn::Client::new(&sdk), state_machine, review_delay);
     let review_step = LambdaReviewStep::new(aws_sdk_lambda::Client::new(&sdk), review_invoker);

@@ -1,7 +1,7 @@
 //! event-router: event queue (fed by the stack's EventBridge rule: CloudTrail events,
-//! GuardDuty and Security Hub findings) → the rules (`RULES_CONFIG`, and Rego rules built
-//! in from stack.jsonnet) → each alert stored as the receptor stores it. Partial batch
-//! failures: one bad event fails alone.
+//! GuardDuty and Security Hub findings) → the rules (the document `RULES_CONFIG_FILE`
+//! names in the deployment package, and Rego rules built in from stack.jsonnet) → each
+//! alert stored as the receptor stores it. Partial batch failures: one bad event fails alone.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::env;
@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 include!(concat!(env!("OUT_DIR"), "/rule_policies.rs"));
 
-/// `RULES_CONFIG`: the rules of stack.jsonnet, as `tools/deploy.py` passes them.
+/// The rules of stack.jsonnet, as `tools/deploy.py` writes them into the zip.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesConfig {
@@ -31,12 +31,21 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn run() -> Result<(), Error> {
-    let rules_config = env::optional("RULES_CONFIG").unwrap_or_else(|| "{}".into());
-
-    let config: RulesConfig = serde_json::from_str(&rules_config)
-        .map_err(|e| format!("RULES_CONFIG is not the rules' configuration: {e}"))?;
+    let document = env::document("RULES_CONFIG_FILE")?;
+    let config: RulesConfig = serde_json::from_str(&document.text).map_err(|e| {
+        format!(
+            "{} is not the rules' configuration: {e}",
+            document.path.display()
+        )
+    })?;
     let rules = rule_set(&config.rules, &config.findings, Policies::BuiltIn(POLICIES))?;
-    info!(rules = ?rules.names(), "rules loaded");
+    info!(
+        rules = ?rules.names(),
+        path = %document.path.display(),
+        bytes = document.text.len(),
+        sha256 = %document.sha256,
+        "rules loaded"
+    );
 
     let sdk = deepalert_aws::sdk_config().await;
     let intake = deepalert_aws::Intake::from_env(&sdk)?;

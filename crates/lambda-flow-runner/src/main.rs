@@ -9,7 +9,6 @@ use std::sync::Arc;
 use deepalert_aws::env;
 use deepalert_aws::flows::FlowInput;
 use deepalert_aws::handlers::flow_runner;
-use deepalert_core::flows::FlowsDocument;
 use deepalert_core::ports::SystemClock;
 use deepalert_plugins::builtin;
 use deepalert_plugins::responses;
@@ -28,8 +27,8 @@ async fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     let table = env::var("TABLE_NAME")?;
     let retention_days = env::number("RETENTION_DAYS", 30)?;
-    let config = FlowsDocument::parse(&env::optional("FLOWS_CONFIG").unwrap_or_default())
-        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
+    let document = env::document("FLOWS_CONFIG_FILE")?;
+    let config = deepalert_aws::flows::flows_document(&document)?;
 
     let sdk = deepalert_aws::sdk_config().await;
     let store = deepalert_aws::store(&sdk, table, retention_days);
@@ -54,7 +53,7 @@ async fn run() -> Result<(), Error> {
     // No exec remediation on AWS: a Lambda has no programs of the user's to run.
     let (set, responder) = responses::from_document(&config, &ctx, false)
         .await
-        .map_err(|e| format!("FLOWS_CONFIG: {e}"))?;
+        .map_err(|e| format!("{}: {e}", document.path.display()))?;
     info!(flows = set.iter().count(), "flows loaded");
 
     let responder = Arc::new(responder);

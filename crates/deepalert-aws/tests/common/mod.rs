@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use deepalert_core::{InspectionReport, Report, Task};
-use deepalert_testkit::aws_stack::{Deployed, LambdaService, binary, deploy};
+use deepalert_testkit::aws_stack::{Deployed, LambdaService, PackageDocuments, binary, deploy};
 use deepalert_testkit::moto::Moto;
 use deepalert_testkit::repo_root;
 use serde_json::{Value, json};
@@ -268,6 +268,8 @@ pub struct StackOptions {
     pub failing_review_step: bool,
     /// Template parameters besides the delays.
     pub parameters: Value,
+    /// The rules and flows documents `make deploy` would put in the functions' zips.
+    pub documents: PackageDocuments,
     pub inspection_delay: u64,
     pub review_delay: u64,
     /// Run the event source mappings and the user's inspectors.
@@ -288,6 +290,7 @@ impl Default for StackOptions {
             reviewer: Reviewer::Binary("example-reviewer"),
             failing_review_step: false,
             parameters: json!({}),
+            documents: PackageDocuments::default(),
             inspection_delay: 1,
             review_delay: 2,
             pollers: true,
@@ -365,7 +368,7 @@ impl Stack {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", aws.moto.log()));
-        lambda.host_stack(&deployed, 2).await;
+        lambda.host_stack_with(&deployed, 2, &opts.documents).await;
         if opts.failing_review_step {
             let name = deployed.function("ReviewInvokerFunction")["name"]
                 .as_str()
