@@ -185,6 +185,7 @@ enum Host {
         _children: Vec<tokio::process::Child>,
         log: PathBuf,
         _task_root: Option<tempfile::TempDir>,
+        _shipper: Option<AbortOnDrop>,
     },
     InProcess(Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>),
 }
@@ -269,7 +270,7 @@ impl LambdaService {
         instances: usize,
     ) {
         let root = tempfile::tempdir().expect("task root");
-        self.host_in(name, binary, environment, timeout, instances, root)
+        self.host_in(name, binary, environment, timeout, instances, root, None)
             .await
     }
 
@@ -283,6 +284,7 @@ impl LambdaService {
         timeout: Duration,
         instances: usize,
         task_root: tempfile::TempDir,
+        log_group: Option<LogGroup>,
     ) {
         let arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{name}");
         let runtime = RuntimeApi::serve(&arn).await;
@@ -318,6 +320,7 @@ impl LambdaService {
                 runtime,
                 timeout,
                 _children: children,
+                _shipper: log_group.map(|g| g.ship(log.clone(), name)),
                 log,
                 _task_root: Some(task_root),
             })),
@@ -373,6 +376,7 @@ impl LambdaService {
                 Duration::from_secs(f["timeout"].as_u64().unwrap_or(30)),
                 instances,
                 root,
+                None,
             )
             .await;
         }
@@ -432,6 +436,13 @@ impl LambdaService {
                 .collect();
             let root = roots.remove(logical).expect("a task root per function");
             let bootstrap = root.path().join("bootstrap");
+            let log_group = json["functions"][logical]["log_group"]
+                .as_str()
+                .map(|group| LogGroup {
+                    endpoint: moto.endpoint.clone(),
+                    region: region.to_string(),
+                    group: group.to_string(),
+                });
             self.host_in(
                 f["name"].as_str().unwrap(),
                 &bootstrap,
@@ -439,6 +450,7 @@ impl LambdaService {
                 Duration::from_secs(f["timeout"].as_u64().unwrap_or(3)),
                 instances,
                 root,
+                log_group,
             )
             .await;
         }
@@ -599,6 +611,85 @@ impl LambdaService {
                 }
             }
         })
+    }
+}
+
+/// A function's CloudWatch log group in moto: what the function prints goes there, as
+/// Lambda sends it (one event per line), so tools that read the logs can be tested.
+pub struct LogGroup {
+    pub endpoint: String,
+    pub region: String,
+    pub group: String,
+}
+
+/// Aborts its task when dropped (with the function it serves).
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LogGroup {
+    /// Sends each new line of `log` to the group, every 300 ms.
+    fn ship(self, log: PathBuf, function: &str) -> AbortOnDrop {
+        let stream = format!("{function}/{}", std::process::id());
+        AbortOnDrop(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            // moto routes by the credential scope of the signature; it does not check it.
+            let call = |target: &'static str, body: Value| {
+                client
+                    .post(format!("{}/", self.endpoint))
+                    .header("Content-Type", "application/x-amz-json-1.1")
+                    .header("X-Amz-Target", format!("Logs_20140328.{target}"))
+                    .header(
+                        "Authorization",
+                        format!(
+                            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/logs/aws4_request, SignedHeaders=host, Signature=0",
+                            self.region
+                        ),
+                    )
+                    .body(body.to_string())
+                    .send()
+            };
+            let _ = call(
+                "CreateLogStream",
+                json!({"logGroupName": self.group, "logStreamName": stream}),
+            )
+            .await;
+            let mut offset = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let Ok(text) = std::fs::read(&log) else {
+                    continue;
+                };
+                let Some(end) = text[offset.min(text.len())..]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map(|i| offset + i + 1)
+                else {
+                    continue;
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                let events: Vec<Value> = String::from_utf8_lossy(&text[offset..end])
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| json!({"timestamp": now, "message": l}))
+                    .collect();
+                offset = end;
+                if !events.is_empty() {
+                    let _ = call(
+                        "PutLogEvents",
+                        json!({"logGroupName": self.group, "logStreamName": stream, "logEvents": events}),
+                    )
+                    .await;
+                }
+            }
+        }))
     }
 }
 

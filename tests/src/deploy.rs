@@ -43,7 +43,20 @@ pub fn deploy_dry_run_env(
     stack: Option<(&str, &str)>,
     env: &[(&str, &str)],
 ) -> (bool, String) {
+    let (ok, out, _) = deploy_dry_run_documents(args, deploy, stack, env);
+    (ok, out)
+}
+
+/// The same, and the documents it would put in the functions' zips (the lines
+/// `# document <paths in the zip> = <file> (...)`): document name (`rules`, `flows`) → text.
+pub fn deploy_dry_run_documents(
+    args: &[&str],
+    deploy: &str,
+    stack: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> (bool, String, std::collections::BTreeMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging").display().to_string();
     let deploy_path = dir.path().join("deploy.jsonnet");
     std::fs::write(&deploy_path, deploy).unwrap();
     let mut argv: Vec<String> = ["tools/deploy.py", "--dry-run"]
@@ -60,7 +73,22 @@ pub fn deploy_dry_run_env(
         argv.push(stack_path.display().to_string());
     }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    crate::moto::run_venv_tool_env("python", &argv, env)
+    let mut env = env.to_vec();
+    env.push(("DEEPALERT_DEPLOY_DIR", &staging));
+    let (ok, out) = crate::moto::run_venv_tool_env("python", &argv, &env);
+    let documents = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("# document "))
+        .filter_map(|l| {
+            let file = l.split(" = ").nth(1)?.split(" (").next()?;
+            let name = std::path::Path::new(file)
+                .file_stem()?
+                .to_str()?
+                .to_string();
+            Some((name, std::fs::read_to_string(file).ok()?))
+        })
+        .collect();
+    (ok, out, documents)
 }
 
 /// The words of a command line as `shlex.join` (the dry run) quotes them.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Stack, StackOptions};
 use deepalert_testkit::aws_stack::{PackageDocuments, deploy_in};
-use deepalert_testkit::deploy::{deploy_dry_run, override_values};
+use deepalert_testkit::deploy::{deploy_dry_run, deploy_dry_run_documents, override_values};
 use deepalert_testkit::moto::run_venv_tool;
 use deepalert_testkit::repo_root;
 use serde_json::{Value, json};
@@ -121,8 +121,8 @@ async fn put_events_through_the_stacks_rule_to_a_report() {
 }
 
 /// What tools/deploy.py makes of stack.jsonnet's Rules and Findings: the event rule's
-/// sources and detail-types, the router's RULES_CONFIG, the Rego rules built in, and a
-/// forwarding stack per other region.
+/// sources and detail-types, the router's rules document (in its zip), the Rego rules
+/// built in, and a forwarding stack per other region.
 #[test]
 fn rules_in_stack_jsonnet_become_the_event_rule_and_the_router_config() {
     let deploy = "{ StackName: 'sec', Region: 'eu-west-1', CodeS3Bucket: 'b', CodeS3Prefix: 'p', Regions: ['eu-west-1', 'us-east-1', 'ap-northeast-1'] }";
@@ -133,7 +133,8 @@ fn rules_in_stack_jsonnet_become_the_event_rule_and_the_router_config() {
            Findings: {{ securityhub: false }} }}",
         rules_dir.display()
     );
-    let (ok, out) = deploy_dry_run(&[], deploy, Some(("stack.jsonnet", &stack)));
+    let (ok, out, documents) =
+        deploy_dry_run_documents(&[], deploy, Some(("stack.jsonnet", &stack)), &[]);
     assert!(ok, "{out}");
     let values = override_values(&out);
     let get = |k: &str| {
@@ -148,7 +149,16 @@ fn rules_in_stack_jsonnet_become_the_event_rule_and_the_router_config() {
         "",
         "a Rego rule reads every detail-type"
     );
-    let config: Value = serde_json::from_str(&get("RulesConfig")).unwrap();
+    assert!(
+        !values.contains_key("RulesConfig"),
+        "the rules are no parameter"
+    );
+    assert!(
+        out.contains("# document deepalert/rules.json =")
+            && out.contains("in the zips of: event-router)"),
+        "{out}"
+    );
+    let config: Value = serde_json::from_str(&documents["rules"]).unwrap();
     assert_eq!(
         config["findings"],
         json!({"guardduty": true, "securityhub": false})
@@ -204,7 +214,7 @@ fn rules_in_stack_jsonnet_become_the_event_rule_and_the_router_config() {
         ),
         (
             "{ RulesConfig: '{}' }",
-            "RulesConfig is written from Rules and Findings",
+            "RulesConfig is written from Rules and Findings (into the functions' zips)",
         ),
     ] {
         let (ok, out) = deploy_dry_run(&[], deploy, Some(("stack.jsonnet", stack)));
@@ -285,4 +295,72 @@ async fn the_forwarder_sends_another_regions_events_to_the_main_bus() {
             && policy.contains("arn:aws:events:eu-west-1:123456789012:event-bus/default"),
         "{policy}"
     );
+}
+
+/// IAM, STS and console sign-in events reach EventBridge in one region of the partition
+/// only (us-east-1; cn-north-1, us-gov-west-1): a rule on them, deployed elsewhere and
+/// without that region in Regions, gets a forwarder of those events there, said so.
+#[test]
+fn rules_on_global_events_get_a_forwarder_in_the_partitions_global_region() {
+    let forwarders = |deploy: &str, rules: &str| {
+        let (ok, out) = deploy_dry_run(
+            &[],
+            deploy,
+            Some(("stack.jsonnet", &format!("{{ Rules: {rules} }}"))),
+        );
+        assert!(ok, "{out}");
+        let lines: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("forwarder.yaml"))
+            .map(str::to_string)
+            .collect();
+        (lines, out)
+    };
+    let eu = "{ StackName: 'sec', Region: 'eu-west-1', CodeS3Bucket: 'b', CodeS3Prefix: 'p' }";
+    let (lines, out) = forwarders(
+        eu,
+        "[{ preset: 'root-login' }, { preset: 'unauthorized-instance-created' }]",
+    );
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("--region us-east-1")
+            && lines[0].contains("EventSources=aws.signin ")
+            && lines[0].contains("MainRegion=eu-west-1"),
+        "the sign-in events alone, not EC2's or the findings: {}",
+        lines[0]
+    );
+    assert!(
+        out.contains("Rules[0] (root-login) reads aws.signin events, which CloudTrail delivers in us-east-1 only"),
+        "{out}"
+    );
+    // Regional events only: no forwarder; in us-east-1 itself: none either.
+    let (lines, _) = forwarders(eu, "[{ preset: 'unauthorized-instance-created' }]");
+    assert!(lines.is_empty(), "{lines:?}");
+    let (lines, _) = forwarders(
+        &eu.replace("eu-west-1", "us-east-1"),
+        "[{ preset: 'root-login' }]",
+    );
+    assert!(lines.is_empty(), "{lines:?}");
+    // A Rego rule on IAM events counts too; in China the global region is cn-north-1.
+    let rules_dir = repo_root().join("examples/rules");
+    let (lines, out) = forwarders(
+        &eu.replace("eu-west-1", "cn-northwest-1"),
+        &format!(
+            "[{{ policies: '{}', sources: ['aws.iam', 'aws.s3'] }}]",
+            rules_dir.display()
+        ),
+    );
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("--region cn-north-1") && lines[0].contains("EventSources=aws.iam "),
+        "{}",
+        lines[0]
+    );
+    // Regions across partitions cannot forward.
+    let (ok, out) = deploy_dry_run(
+        &[],
+        "{ StackName: 'sec', Region: 'eu-west-1', CodeS3Bucket: 'b', CodeS3Prefix: 'p', Regions: ['cn-north-1'] }",
+        None,
+    );
+    assert!(!ok && out.contains("within a partition only"), "{out}");
 }

@@ -297,6 +297,106 @@ fn deploy_renders_the_jsonnet_files_into_parameters() {
     assert!(out.contains("deploy.jsonnet"), "{out}");
 }
 
+/// What AWS would refuse, deploy.py refuses first, saying what to change: a stack name
+/// too long for the names derived from it, a KmsKey that is no key of the stack's region,
+/// a parameter over CloudFormation's 4,096 bytes.
+#[test]
+fn deploy_refuses_what_aws_would_refuse_before_calling_it() {
+    let named = |name: &str| DEPLOY.replace("da-test", name);
+    // 72 characters fit: `<name>-reviews` is a state machine's 80.
+    let (ok, out) = deploy_dry_run(&named(&"s".repeat(72)), None);
+    assert!(ok, "{out}");
+    let (ok, out) = deploy_dry_run(&named(&"s".repeat(73)), None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("StackName")
+            && out.contains("must fit in 80 characters")
+            && out.contains("at most 72"),
+        "{out}"
+    );
+    let (ok, out) = deploy_dry_run(&named("9lives"), None);
+    assert!(
+        !ok && out.contains("is not a CloudFormation stack name"),
+        "{out}"
+    );
+
+    for (key, says) in [
+        (
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "is a key in us-east-1",
+        ),
+        (
+            "my-key",
+            "KmsKey must be 'none', 'create', or a KMS key in eu-west-1",
+        ),
+        ("arn:aws:sns:eu-west-1:123456789012:topic", "KmsKey must be"),
+    ] {
+        let (ok, out) = deploy_dry_run(DEPLOY, Some(&format!("{{ KmsKey: '{key}' }}")));
+        assert!(!ok && out.contains(says), "{key}: {out}");
+    }
+    let key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let (ok, out) = deploy_dry_run(DEPLOY, Some(&format!("{{ KmsKey: '{key}' }}")));
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("KmsKey={key}")), "{out}");
+    // An alias is resolved at deploy time (make deploy's test on moto does it); the dry
+    // run says so.
+    let (ok, out) = deploy_dry_run(DEPLOY, Some("{ KmsKey: 'alias/security' }"));
+    assert!(ok && out.contains("resolves it to its key's ARN"), "{out}");
+
+    let many: Vec<String> = (0..500).map(|i| format!("'{:012}'", i)).collect();
+    let (ok, out) = deploy_dry_run(
+        DEPLOY,
+        Some(&format!("{{ TrustedAccountIds: [{}] }}", many.join(","))),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("TrustedAccountIds takes 6499 bytes; CloudFormation takes at most 4096"),
+        "{out}"
+    );
+}
+
+/// Every function's environment as deploy.py estimates it (each resource's name or ARN
+/// at its longest) is what moto holds after a deploy, or more: the check before
+/// CloudFormation never lets through what Lambda would refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_estimate_is_an_upper_bound_of_what_lambda_holds() {
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    let stack = deploy(
+        &moto,
+        &repo_root().join("template.yaml"),
+        "a-stack-name-of-a-length-that-people-do-use",
+        &serde_json::json!({"KmsKey": "create"}),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        r#"
+import json, sys
+sys.path.insert(0, "tools")
+import deploy
+t = deploy.load_template("template.yaml")
+params = {{k: v["default"] for k, v in deploy.template_parameters("template.yaml").items()}}
+params["KmsKey"] = "create"
+params = {{k: (v.split(",") if k in ("EventSources", "EventDetailTypes", "FlowActions", "FlowSecretArns", "FlowTopicArns", "TrustedAccountIds") else v) for k, v in params.items()}}
+print(json.dumps(deploy.check_environments(t, params, {name:?}, "us-east-1", "template.yaml")))
+"#,
+        name = "a-stack-name-of-a-length-that-people-do-use"
+    );
+    let (ok, out) = run_venv_tool("python", &["-c", &script]);
+    assert!(ok, "{out}");
+    let estimated: HashMap<String, usize> = serde_json::from_str(out.trim()).unwrap();
+    for (logical, f) in stack.json["functions"].as_object().unwrap() {
+        let actual = serde_json::to_string(&f["environment"]).unwrap().len();
+        assert!(
+            estimated[logical] >= actual,
+            "{logical}: estimated {} < {actual} bytes",
+            estimated[logical]
+        );
+        assert!(estimated[logical] <= 4096, "{logical}");
+    }
+}
+
 /// `aws cloudformation deploy` keeps the previous value of a parameter that is left out on
 /// an update: deploy.py passes every parameter, from stack.jsonnet or the template's
 /// default, so what is deployed is what the files say (and an empty file works).
@@ -703,4 +803,93 @@ print(json.dumps(out))
         theirs.attribute("MyEmitterFailures", "Arn").as_str()
     );
     assert_eq!(got["my-plugins-MyInspector.retries"], 2);
+}
+
+/// Every ARN the three templates make, deployed (into moto) in aws-cn and aws-us-gov, is
+/// in that partition: the templates write `${AWS::Partition}`, never `arn:aws:`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_templates_deploy_in_every_partition() {
+    for file in [
+        "template.yaml",
+        "forwarder.yaml",
+        "examples/aws/builtins.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(!text.contains("arn:aws:"), "{file} has a literal arn:aws:");
+    }
+    let moto = deepalert_testkit::moto::Moto::start(None).await;
+    for (region, partition) in [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")] {
+        let secret =
+            format!("arn:{partition}:secretsmanager:{region}:123456789012:secret:vt-AbCdEf");
+        let main = deepalert_testkit::aws_stack::deploy_in(
+            &moto,
+            region,
+            &repo_root().join("template.yaml"),
+            "sec",
+            &serde_json::json!({"KmsKey": "create", "TrustedAccountIds": "111122223333"}),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{region}: {e}"));
+        let forwarder = deepalert_testkit::aws_stack::deploy_in(
+            &moto,
+            region,
+            &repo_root().join("forwarder.yaml"),
+            "sec-forwarder",
+            &serde_json::json!({"MainRegion": region, "EventSources": "aws.signin"}),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{region}: {e}"));
+        let builtins = deepalert_testkit::aws_stack::deploy_in(
+            &moto,
+            region,
+            &repo_root().join("examples/aws/builtins.yaml"),
+            "sec-builtins",
+            &serde_json::json!({"DeepalertStack": "sec", "VirusTotalKeySecretArn": secret}),
+            &main.exports(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{region}: {e}"));
+        let mut arns = Vec::new();
+        for d in [&main, &forwarder, &builtins] {
+            collect_arns(&d.json["resources"], &mut arns);
+        }
+        assert!(arns.len() > 50, "{region}: {} ARNs", arns.len());
+        let foreign: Vec<&String> = arns
+            .iter()
+            .filter(|a| !a.starts_with(&format!("arn:{partition}:")))
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{region}: ARNs of another partition: {foreign:?}"
+        );
+        // The state machines' task resource is the partition's.
+        let definition = main.properties("Workflow").to_string();
+        assert!(
+            definition.contains(&format!("arn:{partition}:states:::lambda:invoke")),
+            "{definition}"
+        );
+    }
+}
+
+/// Every string in `v` that contains an ARN (inside JSON text too), from `arn:` on.
+fn collect_arns(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => {
+            for (i, _) in s.match_indices("arn:") {
+                let arn: String = s[i..]
+                    .chars()
+                    .take_while(|c| !matches!(c, '"' | ' ' | ',' | '\\'))
+                    .collect();
+                // `arn:` inside a condition key or a word is not an ARN.
+                if arn.split(':').count() >= 3 && !s[..i].ends_with(|c: char| c.is_alphanumeric()) {
+                    out.push(arn);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_arns(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| collect_arns(x, out)),
+        _ => {}
+    }
 }

@@ -2,6 +2,8 @@
 //! cloud events (`events send`), read its reports (`reports`), and test reviewer policies
 //! (`policy`), rules (`rules`) and flows (`flows`).
 
+#[cfg(feature = "aws")]
+mod aws;
 mod client;
 mod flows;
 mod policy;
@@ -66,6 +68,11 @@ enum Command {
         #[command(flatten)]
         server: client::ServerArgs,
     },
+    /// The deepalert stack on AWS (`make deploy`'s).
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
     /// List or show reports of a running server.
     Reports {
         #[command(subcommand)]
@@ -99,6 +106,21 @@ enum FlowsCommand {
     /// writes from stack.jsonnet) as the flow runner does at its start; print its flows,
     /// notifiers and the IAM actions they need. Exit 1 naming what is wrong.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// The stack's dead-letter queues (alert, dispatch, inspection, event): what is in
+    /// them and why, and moving messages back.
+    #[cfg(feature = "aws")]
+    Dlq {
+        #[command(subcommand)]
+        command: aws::DlqCommand,
+    },
+    /// Without the `aws` feature (`make serve`'s build), the AWS commands are not built in.
+    #[cfg(not(feature = "aws"))]
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +194,14 @@ fn main() -> ExitCode {
             },
             Command::Events { command, server } => match command {
                 EventsCommand::Send { files } => rules::send(&server, &files).await,
+            },
+            Command::Aws { command } => match command {
+                #[cfg(feature = "aws")]
+                AwsCommand::Dlq { command } => aws::dlq(command).await,
+                #[cfg(not(feature = "aws"))]
+                AwsCommand::Other(_) => Err(
+                    "this deepalert is built without the aws feature (make serve's build): build it with `cargo build -p deepalert-cli` (default features) for `deepalert aws`".into(),
+                ),
             },
             Command::Reports { command, server } => match command {
                 ReportsCommand::List {

@@ -362,7 +362,7 @@ fn flows_check_names_what_is_wrong_and_the_permissions_needed() {
 
 #[test]
 fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
-    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run_env(
+    let (ok, out, documents) = deepalert_testkit::deploy::deploy_dry_run_documents(
         &[],
         DEPLOY,
         Some(("stack.jsonnet", AWS_FLOWS)),
@@ -370,7 +370,14 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
     );
     assert!(ok, "{out}");
     let values = deepalert_testkit::deploy::override_values(&out);
-    let config: Value = serde_json::from_str(&values["FlowsConfig"]).unwrap();
+    // The flows document goes into the zips of the functions that read it, not into a
+    // parameter or an environment (Lambda allows 4 KB of environment).
+    assert!(!values.contains_key("FlowsConfig"), "{out}");
+    assert!(
+        out.contains("in the zips of: emitter-publisher, event-router, flow-runner, receptor)"),
+        "{out}"
+    );
+    let config: Value = serde_json::from_str(&documents["flows"]).unwrap();
     assert_eq!(config["flows"][0]["name"], "contain-user");
     assert_eq!(config["notifiers"].as_array().unwrap().len(), 2);
     let actions: Vec<&str> = values["FlowActions"].split(',').collect();
@@ -396,7 +403,7 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
     );
 
     // A preset that names a notifier brings its default flow, in dry run: reads only.
-    let (ok, out) = deepalert_testkit::deploy::deploy_dry_run_env(
+    let (ok, out, documents) = deepalert_testkit::deploy::deploy_dry_run_documents(
         &[],
         DEPLOY,
         Some((
@@ -407,7 +414,7 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
     );
     assert!(ok, "{out}");
     let values = deepalert_testkit::deploy::override_values(&out);
-    let config: Value = serde_json::from_str(&values["FlowsConfig"]).unwrap();
+    let config: Value = serde_json::from_str(&documents["flows"]).unwrap();
     assert_eq!(
         config["presets"],
         json!([{"preset": "non-compliant-user-created", "notify": "sec-email"}])
@@ -419,12 +426,17 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
         "a dry-run IAM remediation changes nothing: {actions:?}"
     );
 
-    // Without flows, the parameters are passed empty (an update removes old flows).
-    let (ok, out) =
-        deepalert_testkit::deploy::deploy_dry_run(&[], DEPLOY, Some(("stack.jsonnet", "{}")));
+    // Without flows, the document is empty and the parameters too (an update removes
+    // old flows).
+    let (ok, out, documents) = deepalert_testkit::deploy::deploy_dry_run_documents(
+        &[],
+        DEPLOY,
+        Some(("stack.jsonnet", "{}")),
+        &[],
+    );
     assert!(ok, "{out}");
     let values = deepalert_testkit::deploy::override_values(&out);
-    assert_eq!(values["FlowsConfig"], "");
+    assert_eq!(documents["flows"], "");
     assert_eq!(values["FlowActions"], "");
 
     // A broken flow stops the deploy, naming it.

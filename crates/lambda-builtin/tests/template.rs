@@ -164,14 +164,21 @@ fn deploy_builtins_builds_the_binary_and_deploys_next_to_the_stack() {
     let (ok, out) = deploy_builtins_dry_run(&filled);
     assert!(ok, "{out}");
     assert!(out.contains("build LAMBDAS=builtin\n"), "{out}");
+    // `package` gets a copy of builtins.yaml whose CodeUris name the zips to upload, and
+    // the packaged template goes through the code bucket, as the main stack's does.
     assert!(
-        out.contains(&format!(
-            "--template-file {}",
-            repo_root().join(TEMPLATE).display()
-        )),
+        out.contains("/da-test-builtins/template.yaml --s3-bucket code-bucket"),
         "{out}"
     );
-    assert!(out.contains("--stack-name da-test-builtins"), "{out}");
+    let deploy_line = out
+        .lines()
+        .find(|l| l.starts_with("aws cloudformation deploy"))
+        .unwrap();
+    assert!(
+        deploy_line.contains("--stack-name da-test-builtins")
+            && deploy_line.contains("--s3-bucket code-bucket --s3-prefix fn"),
+        "{deploy_line}"
+    );
     // Every template parameter is documented in builtins.jsonnet (DeepalertStack comes
     // from deploy.jsonnet's StackName).
     let (overrides, passed) = parameter_overrides(&out);

@@ -305,6 +305,15 @@ async fn make_deploy_creates_updates_and_removes_the_stack_on_moto() {
         .send()
         .await
         .unwrap();
+    // The alert queue's 180 s visibility would make a refused alert's five receives take
+    // 15 minutes: lowered here only (before the pollers start, which read it per receive).
+    let alert_queue = stack.physical("AlertQueue");
+    sqs.set_queue_attributes()
+        .queue_url(&alert_queue)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await
+        .unwrap();
     let pollers = lambda.poll_mappings(&stack, &sqs);
     sns.publish()
         .topic_arn(stack.output("AlertTopicArn"))
@@ -326,9 +335,85 @@ async fn make_deploy_creates_updates_and_removes_the_stack_on_moto() {
         lambda.logs(),
         moto.log()
     );
+
+    // A refused alert ends in the alert DLQ after its receives; `deepalert aws dlq` says
+    // why (the receptor's log line, from CloudWatch Logs) and moves it back.
+    sns.publish()
+        .topic_arn(stack.output("AlertTopicArn"))
+        .message(json!({"rule_id": "no-detector"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let dlq = stack.physical("AlertDeadLetterQueue");
+    let count = |url: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                )
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap_or_default()
+                .values()
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(dlq.clone()).await == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     for p in pollers {
         p.abort();
     }
+    tokio::time::sleep(Duration::from_secs(1)).await; // the last log lines reach CloudWatch
+    let cli = deepalert_testkit::aws_stack::binary("deepalert");
+    let cli = cli.to_str().unwrap();
+    let (ok, out) = user.run(
+        cli,
+        &[
+            "aws", "dlq", "list", "--stack", "sec", "--region", REGION, "--json",
+        ],
+    );
+    assert!(ok, "deepalert aws dlq list: {out}");
+    let listed: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "{out}\n{}\n{:?}",
+        lambda.logs(),
+        sqs.get_queue_attributes()
+            .queue_url(&alert_queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+    );
+    assert_eq!(listed[0]["queue"], "alert");
+    assert!(listed[0]["receives"].as_u64().unwrap() >= 5, "{out}");
+    let reason = listed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("alert refused") && reason.contains("detector"),
+        "the receptor's reason: {reason}"
+    );
+    let (ok, out) = user.run(
+        cli,
+        &[
+            "aws", "dlq", "redrive", "--stack", "sec", "--region", REGION,
+        ],
+    );
+    assert!(ok && out.contains("1 message(s) moved back"), "{out}");
+    assert_eq!(count(dlq.clone()).await, 0);
+    assert_eq!(
+        count(alert_queue.clone()).await,
+        1,
+        "back on the alert queue"
+    );
 
     // ---- The second deploy: an update, with a 100 KB rules document, an alias as
     // KmsKey and changed parameters ----
