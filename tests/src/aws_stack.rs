@@ -270,7 +270,11 @@ impl LambdaService {
         instances: usize,
     ) {
         let root = tempfile::tempdir().expect("task root");
-        self.host_in(name, binary, environment, timeout, instances, root, None)
+        let place = Placement {
+            task_root: root,
+            log_group: None,
+        };
+        self.host_in(name, binary, environment, timeout, instances, place)
             .await
     }
 
@@ -283,9 +287,12 @@ impl LambdaService {
         environment: &HashMap<String, String>,
         timeout: Duration,
         instances: usize,
-        task_root: tempfile::TempDir,
-        log_group: Option<LogGroup>,
+        place: Placement,
     ) {
+        let Placement {
+            task_root,
+            log_group,
+        } = place;
         let arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{name}");
         let runtime = RuntimeApi::serve(&arn).await;
         let log = self.logs.path().join(format!("{name}.log"));
@@ -375,8 +382,10 @@ impl LambdaService {
                 &env,
                 Duration::from_secs(f["timeout"].as_u64().unwrap_or(30)),
                 instances,
-                root,
-                None,
+                Placement {
+                    task_root: root,
+                    log_group: None,
+                },
             )
             .await;
         }
@@ -449,8 +458,10 @@ impl LambdaService {
                 &env,
                 Duration::from_secs(f["timeout"].as_u64().unwrap_or(3)),
                 instances,
-                root,
-                log_group,
+                Placement {
+                    task_root: root,
+                    log_group,
+                },
             )
             .await;
         }
@@ -612,6 +623,13 @@ impl LambdaService {
             }
         })
     }
+}
+
+/// Where a hosted function runs: its task root (its code, as Lambda unpacks it), and the
+/// log group its output goes to, if any.
+struct Placement {
+    task_root: tempfile::TempDir,
+    log_group: Option<LogGroup>,
 }
 
 /// A function's CloudWatch log group in moto: what the function prints goes there, as

@@ -1,5 +1,5 @@
 //! `deepalert flows check`: a flows document (what `make deploy` writes from
-//! stack.jsonnet into the `FlowsConfig` parameter) checked as the flow runner checks it
+//! stack.jsonnet into the functions' zips, `deepalert/flows.json`) checked as the flow runner checks it
 //! at its start, and the IAM actions its checks and remediations need.
 
 use std::path::Path;

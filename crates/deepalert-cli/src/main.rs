@@ -199,9 +199,10 @@ fn main() -> ExitCode {
                 #[cfg(feature = "aws")]
                 AwsCommand::Dlq { command } => aws::dlq(command).await,
                 #[cfg(not(feature = "aws"))]
-                AwsCommand::Other(_) => Err(
-                    "this deepalert is built without the aws feature (make serve's build): build it with `cargo build -p deepalert-cli` (default features) for `deepalert aws`".into(),
-                ),
+                AwsCommand::Other(args) => Err(format!(
+                    "deepalert aws {}: this deepalert is built without the aws feature (make serve's build); build it with `cargo build -p deepalert-cli` (default features) for `deepalert aws`",
+                    args.join(" ")
+                )),
             },
             Command::Reports { command, server } => match command {
                 ReportsCommand::List {

@@ -452,7 +452,7 @@ fn deploy_writes_flows_and_exactly_their_permissions_into_the_stack() {
         out.contains("contain-user") && out.contains("iam-user-gone"),
         "{out}"
     );
-    // FlowsConfig is not set by hand.
+    // The derived parameters are not set by hand.
     let (ok, out) = deepalert_testkit::deploy::deploy_dry_run(
         &[],
         DEPLOY,

@@ -48,8 +48,7 @@ for name in {names:?}:
         bin = deepalert_testkit::aws_stack::binary("receptor")
             .parent()
             .unwrap()
-            .display()
-            .to_string(),
+            .display(),
     );
     let (ok, out) = run_venv_tool_env("python", &["-c", &script], &[]);
     assert!(ok, "stand-in zips: {out}");
@@ -310,7 +309,10 @@ async fn make_deploy_creates_updates_and_removes_the_stack_on_moto() {
     let alert_queue = stack.physical("AlertQueue");
     sqs.set_queue_attributes()
         .queue_url(&alert_queue)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
         .send()
         .await
         .unwrap();

@@ -1,5 +1,5 @@
 //! The flows of a deployment as one JSON document: what `make deploy` writes from
-//! stack.jsonnet (`Flows`, `Notifiers`, `FlowSecrets`) into the `FlowsConfig` parameter,
+//! stack.jsonnet (`Flows`, `Notifiers`, `FlowSecrets`) into the zips of the functions that read it,
 //! and what `deepalert flows check` reads.
 
 use std::collections::BTreeMap;
