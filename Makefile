@@ -67,8 +67,9 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Benchmark the embedded engine (prints alerts/s, overhead p50/p99, raw SQLite rate)
+bench: ## Benchmark the embedded engine (alerts/s, overhead p50/p99, raw SQLite rate) and rules eval on a trail file (events/s)
 	$(CARGO) bench --profile serve --locked -p deepalert-local --bench pipeline
+	$(CARGO) bench --profile serve --locked -p deepalert-cli --no-default-features --bench trail
 
 # The project's Python tools live in .venv, one stamp per requirements file.
 $(VENV)/bin/python:

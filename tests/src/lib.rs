@@ -16,6 +16,7 @@ pub mod http;
 pub mod lambda_runtime;
 pub mod moto;
 pub mod smtp;
+pub mod trail;
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {

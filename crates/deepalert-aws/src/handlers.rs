@@ -135,7 +135,8 @@ pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchRespo
 /// Event queue (EventBridge's rule → SQS) → the rules → each alert stored as the
 /// receptor stores it. An event that is not one, or on which a rule fails, is reported
 /// failed after the others' alerts are stored (they are stored once however often it is
-/// retried) and reaches the DLQ, with a log line naming the event or rule and why.
+/// retried) and reaches the DLQ, with a log line naming the event or rule and why. A rule
+/// that cannot read a field it needs skips the event with a log line; that fails nothing.
 pub async fn event_router(
     deps: &ReceptorDeps<'_>,
     rules: &RuleSet,
@@ -156,6 +157,11 @@ pub async fn event_router(
                 }
             };
             let evaluation = rules.evaluate(event);
+            // A rule that cannot read a field it needs skips the event, said so; the
+            // event is not failed for it (the other rules ran on it).
+            for e in &evaluation.skipped {
+                warn!(message_id = %id, event = i, rule = %e.rule, reason = %e.message, "rule skipped an event");
+            }
             for e in &evaluation.errors {
                 error!(message_id = %id, event = i, rule = %e.rule, error = %e.message, "rule failed on an event; it will go to the DLQ");
                 refused = true;

@@ -95,9 +95,10 @@ enum RulesCommand {
     /// Run a directory of Rego rules' test_* rules and its tests/*.json fixtures
     /// ({"event", "expect": [alerts]}); exit 1 if any fails.
     Test { dir: PathBuf },
-    /// Print what the rules would make of the events in a file, storing nothing. RULES is
-    /// a configuration file (its [[rule]]s and [findings]) or a directory of Rego rules.
-    Eval { rules: PathBuf, events: PathBuf },
+    /// Print what the rules would make of the events in files (trail files of any size,
+    /// gzipped or not), and a summary; storing nothing. RULES is a configuration file (its
+    /// [[rule]]s and [findings]) or a directory of Rego rules.
+    Eval(rules::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -184,10 +185,7 @@ fn main() -> ExitCode {
             },
             Command::Rules { command } => match command {
                 RulesCommand::Test { dir } => rules::test(&dir),
-                RulesCommand::Eval {
-                    rules: path,
-                    events,
-                } => rules::eval(&path, &events),
+                RulesCommand::Eval(args) => rules::eval(&args),
             },
             Command::Flows { command } => match command {
                 FlowsCommand::Check { file } => flows::check(&file).await,

@@ -199,4 +199,102 @@ proptest! {
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
+
+    /// Any event shape: a real CloudTrail event with one field (at any depth) replaced by
+    /// arbitrary JSON or removed. Every rule answers — alerts, nothing, or a skip saying
+    /// why — and none fails the event (a failure would send it to the DLQ on AWS).
+    #[test]
+    fn no_event_shape_makes_a_preset_panic_or_fail_the_event(
+        fixture in 0usize..7,
+        path in prop::collection::vec(0usize..12, 1..4),
+        replacement in prop::option::of(arb_json()),
+    ) {
+        let mut event = cloud_event(fixture);
+        mutate(&mut event, &path, replacement);
+        let Ok(event) = deepalert_core::rules::Event::from_eventbridge(event) else {
+            return Ok(()); // no longer an event at all: refused as one, not a rule's business
+        };
+        let out = presets_set().evaluate(&event);
+        prop_assert!(out.errors.is_empty(), "{:?}", out.errors);
+        for a in &out.alerts {
+            prop_assert!(!a.alert_key.is_empty());
+            prop_assert!(deepalert_core::validate_alert(a).is_ok());
+        }
+    }
+}
+
+fn cloud_event(i: usize) -> Value {
+    let name = [
+        "signin-root.json",
+        "signin-alice.json",
+        "iam-createuser.json",
+        "ec2-runinstances.json",
+        "signin-root-failed.json",
+        "guardduty-ssh-bruteforce.json",
+        "securityhub-network.json",
+    ][i];
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/events")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Follows `path` (each step picks a key or element by index, modulo their number) and
+/// replaces what it reaches (`None`: removes it).
+fn mutate(v: &mut Value, path: &[usize], replacement: Option<Value>) {
+    let (step, rest) = (path[0], &path[1..]);
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map.keys().nth(step % map.len()).unwrap().clone();
+            if rest.is_empty() || !matches!(map[&key], Value::Object(_) | Value::Array(_)) {
+                match replacement {
+                    Some(r) => {
+                        map.insert(key, r);
+                    }
+                    None => {
+                        map.remove(&key);
+                    }
+                }
+            } else {
+                mutate(map.get_mut(&key).unwrap(), rest, replacement);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let i = step % items.len();
+            if rest.is_empty() || !matches!(items[i], Value::Object(_) | Value::Array(_)) {
+                match replacement {
+                    Some(r) => items[i] = r,
+                    None => {
+                        items.remove(i);
+                    }
+                }
+            } else {
+                mutate(&mut items[i], rest, replacement);
+            }
+        }
+        other => *other = replacement.unwrap_or(Value::Null),
+    }
+}
+
+fn presets_set() -> deepalert_core::rules::RuleSet {
+    use deepalert_core::rules::presets::build;
+    deepalert_core::rules::RuleSet::new(vec![
+        build("root-login", Value::Null).unwrap(),
+        build("suspicious-login-hour", Value::Null).unwrap(),
+        build(
+            "suspicious-login-ip",
+            json!({"trusted_cidrs": ["10.0.0.0/8", "::ffff:203.0.113.0/120"]}),
+        )
+        .unwrap(),
+        build(
+            "non-compliant-user-created",
+            json!({"user_name_pattern": "[a-z]+"}),
+        )
+        .unwrap(),
+        build("unauthorized-instance-created", Value::Null).unwrap(),
+        std::sync::Arc::new(deepalert_core::rules::findings::GuardDuty),
+        std::sync::Arc::new(deepalert_core::rules::findings::SecurityHub {
+            skip_guardduty: true,
+        }),
+    ])
 }

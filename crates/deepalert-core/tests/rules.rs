@@ -394,7 +394,7 @@ fn a_cloudtrail_log_file_with_a_bad_record_loses_nothing_else() {
 }
 
 #[test]
-fn a_rule_that_errors_is_named_and_the_others_still_count() {
+fn a_rule_that_cannot_read_an_event_skips_it_named_and_the_others_still_count() {
     let set = RuleSet::new(vec![
         preset(
             "non-compliant-user-created",
@@ -406,13 +406,259 @@ fn a_rule_that_errors_is_named_and_the_others_still_count() {
     broken["detail"]["requestParameters"] = Value::Null;
     let out = set.evaluate(&event(broken));
     assert!(out.alerts.is_empty());
-    assert_eq!(out.errors.len(), 1);
+    // It cannot read what it needs: a skip, said so, not a failure of the event.
+    assert!(out.errors.is_empty());
+    assert_eq!(out.skipped.len(), 1);
     assert!(
-        out.errors[0]
+        out.skipped[0]
             .to_string()
             .contains("rule non-compliant-user-created"),
         "{}",
-        out.errors[0]
+        out.skipped[0]
     );
     let _ = AttrType::Ipaddr;
+}
+
+// ---- Every shape CloudTrail delivers ----
+
+/// The hour is the event's (`detail.eventTime`), not the envelope's (`time`, when
+/// EventBridge saw it): here the two lie across an hour boundary, and the verdict follows
+/// the event's.
+#[test]
+fn login_hour_is_judged_on_the_events_time_not_the_envelopes() {
+    let rule = preset(
+        "suspicious-login-hour",
+        json!({"time_zone": "UTC", "weekday_hours": "08:00-20:00"}),
+    );
+    // A Friday: at 19:58 inside hours; EventBridge stamped it 20:03.
+    let mut inside = alice_at("2026-11-20T19:58:00Z");
+    inside["time"] = json!("2026-11-20T20:03:00Z");
+    assert!(
+        run(&rule, inside).is_empty(),
+        "judged on the envelope's time"
+    );
+    // At 07:57 outside; the envelope says 08:02.
+    let mut outside = alice_at("2026-11-20T07:57:00Z");
+    outside["time"] = json!("2026-11-20T08:02:00Z");
+    let a = run(&rule, outside);
+    assert_eq!(a.len(), 1);
+    assert!(a[0].description.contains("07:57"), "{}", a[0].description);
+    assert_eq!(
+        a[0].timestamp.unwrap().to_rfc3339(),
+        "2026-11-20T07:57:00+00:00",
+        "the alert's time is the event's"
+    );
+    // The envelope's time counts when the event has none.
+    let mut no_own = alice_at("2026-11-20T03:00:00Z");
+    no_own["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("eventTime");
+    assert_eq!(run(&rule, no_own).len(), 1);
+}
+
+/// Records replayed from a file or another tool come without an envelope `time`: every
+/// rule still runs; a root sign-in alerts; the hour rule, with no time at all, says it
+/// skipped the event.
+#[test]
+fn events_without_an_envelope_time_are_evaluated_by_every_rule() {
+    let mut root = fixture("signin-root.json");
+    root.as_object_mut().unwrap().remove("time");
+    let a = run(&preset("root-login", Value::Null), root.clone());
+    assert_eq!(a.len(), 1);
+    assert!(a[0].timestamp.is_some(), "the event's own eventTime");
+    // Neither time: the root sign-in still alerts (without a time); the hour rule skips.
+    root["detail"].as_object_mut().unwrap().remove("eventTime");
+    let set = RuleSet::new(vec![
+        preset("root-login", Value::Null),
+        preset("suspicious-login-hour", Value::Null),
+    ]);
+    let out = set.evaluate(&event(root));
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(out.alerts[0].timestamp, None);
+    assert!(out.errors.is_empty());
+    assert_eq!(out.skipped.len(), 1);
+    assert!(
+        out.skipped[0].message.contains("without a time"),
+        "{}",
+        out.skipped[0]
+    );
+    // A bare CloudTrail record without eventTime is an event too.
+    let record = fixture("signin-root.json")["detail"].clone();
+    let mut record = record.as_object().unwrap().clone();
+    record.remove("eventTime");
+    assert!(Event::from_cloudtrail(Value::Object(record)).is_ok());
+}
+
+/// `::ffff:203.0.113.5` is 203.0.113.5: it is in 203.0.113.0/24, and an IPv4 address is in
+/// `::ffff:203.0.113.0/120`; non-addresses are in no network, and never break the rule.
+#[test]
+fn ipv4_mapped_addresses_match_ipv4_networks_and_the_other_way_round() {
+    let from = |ip: &str| {
+        let mut e = fixture("signin-alice.json");
+        e["detail"]["sourceIPAddress"] = json!(ip);
+        e
+    };
+    let v4 = preset(
+        "suspicious-login-ip",
+        json!({"trusted_cidrs": ["203.0.113.0/24", "2001:db8::/32"]}),
+    );
+    assert!(run(&v4, from("::ffff:203.0.113.5")).is_empty());
+    assert!(run(&v4, from("203.0.113.5")).is_empty());
+    assert!(run(&v4, from("2001:db8::7")).is_empty());
+    let a = run(&v4, from("::ffff:198.51.100.7"));
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        values(&a[0], "ipaddr"),
+        vec!["198.51.100.7"],
+        "one host, one form of its address"
+    );
+    let mapped = preset(
+        "suspicious-login-ip",
+        json!({"trusted_cidrs": ["::ffff:203.0.113.0/120", "::ffff:198.51.100.9"]}),
+    );
+    assert!(run(&mapped, from("203.0.113.77")).is_empty());
+    assert!(run(&mapped, from("198.51.100.9")).is_empty());
+    assert_eq!(run(&mapped, from("198.51.100.10")).len(), 1);
+    for not_an_ip in ["AWS Internal", "cloudtrail.amazonaws.com", "", "::ffff:"] {
+        let a = run(&v4, from(not_an_ip));
+        assert_eq!(a.len(), 1, "{not_an_ip:?} is in no trusted network");
+        assert!(values(&a[0], "ipaddr").is_empty(), "{not_an_ip:?}");
+    }
+    let mut odd = fixture("signin-alice.json");
+    odd["detail"]["sourceIPAddress"] = json!(42);
+    assert_eq!(run(&v4, odd).len(), 1);
+}
+
+/// A launch from a launch template names no type in the request: each instance is judged
+/// on its own type from the response.
+#[test]
+fn launch_template_instances_are_judged_on_their_own_types() {
+    let rule = preset("unauthorized-instance-created", Value::Null);
+    let mut e = fixture("ec2-runinstances.json");
+    let d = &mut e["detail"];
+    d["requestParameters"] = json!({"launchTemplate": {"launchTemplateId": "lt-0abc", "version": "3"}, "minCount": 2, "maxCount": 2});
+    d["responseElements"]["instancesSet"]["items"][0]["instanceType"] = json!("t3.micro");
+    d["responseElements"]["instancesSet"]["items"][1]["instanceType"] = json!("p4d.24xlarge");
+    let a = run(&rule, e.clone());
+    assert_eq!(a.len(), 1, "the t3.micro is allowed, the p4d is not");
+    assert_eq!(a[0].alert_key, "i-0aaaaaaaaaaaaaaa2");
+    assert!(
+        a[0].description
+            .contains("p4d.24xlarge is not an allowed type"),
+        "{}",
+        a[0].description
+    );
+    // An instance whose type cannot be read at all alerts, saying so.
+    e["detail"]["responseElements"]["instancesSet"]["items"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("instanceType");
+    let a = run(&rule, e.clone());
+    assert_eq!(a.len(), 2);
+    assert!(
+        a[0].description.contains("could not be checked"),
+        "{}",
+        a[0].description
+    );
+    // Nothing to read at all: skipped, said so; not an error.
+    e["detail"]["responseElements"] = Value::Null;
+    let out = RuleSet::new(vec![rule]).evaluate(&event(e));
+    assert!(out.alerts.is_empty() && out.errors.is_empty());
+    assert!(
+        out.skipped[0]
+            .message
+            .contains("neither requestParameters.instanceType")
+    );
+}
+
+/// Each field a preset reads, missing, null or of another type in turn: the rule answers
+/// (an alert, nothing, or a skip saying why), never fails the event, and an alert's key is
+/// never empty.
+#[test]
+fn a_wrong_typed_field_never_fails_the_event() {
+    let set = RuleSet::new(vec![
+        preset("root-login", Value::Null),
+        preset("suspicious-login-hour", Value::Null),
+        preset(
+            "suspicious-login-ip",
+            json!({"trusted_cidrs": ["10.0.0.0/8"]}),
+        ),
+        preset(
+            "non-compliant-user-created",
+            json!({"user_name_pattern": "[a-z]+"}),
+        ),
+        preset("unauthorized-instance-created", Value::Null),
+    ]);
+    let fields = [
+        "/detail/userIdentity",
+        "/detail/userIdentity/type",
+        "/detail/userIdentity/userName",
+        "/detail/userIdentity/arn",
+        "/detail/sourceIPAddress",
+        "/detail/responseElements",
+        "/detail/requestParameters",
+        "/detail/requestParameters/userName",
+        "/detail/requestParameters/instanceType",
+        "/detail/responseElements/instancesSet",
+        "/detail/responseElements/instancesSet/items",
+        "/detail/eventTime",
+        "/detail/errorCode",
+        "/account",
+        "/region",
+    ];
+    for name in [
+        "signin-root.json",
+        "signin-alice.json",
+        "iam-createuser.json",
+        "ec2-runinstances.json",
+    ] {
+        for field in fields {
+            for replacement in [
+                None,
+                Some(Value::Null),
+                Some(json!(7)),
+                Some(json!([1])),
+                Some(json!({"x": true})),
+                Some(json!("text")),
+            ] {
+                let mut e = fixture(name);
+                let (parent, key) = field.rsplit_once('/').unwrap();
+                let Some(obj) = e.pointer_mut(parent).and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                match &replacement {
+                    None => {
+                        obj.remove(key);
+                    }
+                    Some(v) => {
+                        obj.insert(key.to_string(), v.clone());
+                    }
+                }
+                let out = set.evaluate(&event(e));
+                assert!(
+                    out.errors.is_empty(),
+                    "{name} {field}={replacement:?}: {:?}",
+                    out.errors
+                );
+                for a in &out.alerts {
+                    assert!(
+                        !a.alert_key.is_empty(),
+                        "{name} {field}={replacement:?}: {a:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Without userIdentity, the key is what the event has.
+    let mut e = fixture("signin-alice.json");
+    e["detail"].as_object_mut().unwrap().remove("userIdentity");
+    let a = run(
+        &preset(
+            "suspicious-login-ip",
+            json!({"trusted_cidrs": ["10.0.0.0/8"]}),
+        ),
+        e,
+    );
+    assert_eq!(a[0].alert_key, "account 123456789012");
 }

@@ -132,6 +132,7 @@ async fn post_events(
     })?;
     let mut alerts = Vec::new();
     let mut errors = Vec::new();
+    let mut skipped = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let event = match event {
             Ok(e) => e,
@@ -142,6 +143,10 @@ async fn post_events(
             }
         };
         let evaluation = state.rules.evaluate(event);
+        for e in evaluation.skipped {
+            warn!(event = i, rule = %e.rule, reason = %e.message, "rule skipped an event");
+            skipped.push(json!({"event": i, "rule": e.rule, "reason": e.message}));
+        }
         for e in evaluation.errors {
             warn!(event = i, rule = %e.rule, error = %e.message, "rule failed on an event");
             errors.push(json!({"event": i, "rule": e.rule, "error": e.to_string()}));
@@ -174,6 +179,9 @@ async fn post_events(
         (true, false) => StatusCode::BAD_REQUEST,
     };
     let mut answer = json!({ "alerts": alerts });
+    if !skipped.is_empty() {
+        answer["skipped"] = json!(skipped);
+    }
     if !errors.is_empty() {
         answer["errors"] = json!(errors);
         if alerts.is_empty() {

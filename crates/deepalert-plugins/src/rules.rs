@@ -315,10 +315,7 @@ impl Rule for RegoRule {
     }
 
     fn evaluate(&self, event: &Event) -> Result<Vec<Alert>, RuleError> {
-        let err = |message: String| RuleError {
-            rule: self.name.clone(),
-            message,
-        };
+        let err = |message: String| RuleError::failed(&self.name, message);
         let Some(value) = self
             .policies
             .eval(ALERT_RULE, event.value())
@@ -342,7 +339,7 @@ impl Rule for RegoRule {
                     rule_name: a.rule_name,
                     alert_key: a.alert_key,
                     description: a.description,
-                    timestamp: a.timestamp.or(Some(event.time())),
+                    timestamp: a.timestamp.or(event.time()),
                     attributes: a.attributes,
                     body: Some(a.body.unwrap_or_else(|| event.body())),
                 })

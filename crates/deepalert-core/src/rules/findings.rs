@@ -57,10 +57,10 @@ impl Rule for GuardDuty {
         }
         let finding_type = text(d, "/type");
         if finding_type.is_empty() {
-            return Err(RuleError {
-                rule: self.name().into(),
-                message: "GuardDuty finding without a type".into(),
-            });
+            return Err(RuleError::unreadable(
+                self.name(),
+                "GuardDuty finding without a type (a string)",
+            ));
         }
         let r = &d["resource"];
         let instance_id = text(r, "/instanceDetails/instanceId");
@@ -179,10 +179,10 @@ impl Rule for SecurityHub {
             return Ok(vec![]);
         }
         let Some(findings) = event.detail()["findings"].as_array() else {
-            return Err(RuleError {
-                rule: self.name().into(),
-                message: "Security Hub event without detail.findings".into(),
-            });
+            return Err(RuleError::unreadable(
+                self.name(),
+                "Security Hub event without detail.findings (an array)",
+            ));
         };
         let mut alerts = Vec::new();
         for f in findings {

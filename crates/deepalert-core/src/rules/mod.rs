@@ -10,6 +10,7 @@
 
 pub mod findings;
 pub mod presets;
+pub mod stream;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -32,7 +33,7 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     value: Value,
-    time: DateTime<Utc>,
+    time: Option<DateTime<Utc>>,
 }
 
 /// Why an input is not an event (or a rule could not read one).
@@ -58,13 +59,7 @@ impl Event {
                 "not an EventBridge event: `detail` (an object) is missing".into(),
             ));
         }
-        let time = obj
-            .get("time")
-            .and_then(Value::as_str)
-            .ok_or_else(|| EventError("not an EventBridge event: `time` is missing".into()))?;
-        let time = DateTime::parse_from_rfc3339(time)
-            .map_err(|e| EventError(format!("`time` {time:?} is not an RFC 3339 time: {e}")))?
-            .to_utc();
+        let time = event_time(&value);
         Ok(Event { value, time })
     }
 
@@ -75,11 +70,10 @@ impl Event {
             .as_object()
             .ok_or_else(|| EventError("a CloudTrail record is a JSON object".into()))?;
         let text = |k: &str| obj.get(k).and_then(Value::as_str);
-        let (Some(event_source), Some(event_name), Some(time)) =
-            (text("eventSource"), text("eventName"), text("eventTime"))
+        let (Some(event_source), Some(event_name)) = (text("eventSource"), text("eventName"))
         else {
             return Err(EventError(
-                "not a CloudTrail record: eventSource, eventName and eventTime are required".into(),
+                "not a CloudTrail record: eventSource and eventName are required".into(),
             ));
         };
         let service = event_source.split('.').next().unwrap_or(event_source);
@@ -95,7 +89,6 @@ impl Event {
             "detail-type": detail_type,
             "source": format!("aws.{service}"),
             "account": text("recipientAccountId").unwrap_or(""),
-            "time": time,
             "region": text("awsRegion").unwrap_or(""),
             "resources": [],
             "detail": record,
@@ -119,8 +112,11 @@ impl Event {
         &self.value["detail"]
     }
 
-    /// The event's own time (not the time it was received).
-    pub fn time(&self) -> DateTime<Utc> {
+    /// The event's own time: CloudTrail's `eventTime` (a finding's `updatedAt` /
+    /// `UpdatedAt`), not the envelope's `time` — when EventBridge saw it, minutes later
+    /// and maybe across an hour — which counts only when the event has none. `None`
+    /// without either (rules that need a time skip it, saying so).
+    pub fn time(&self) -> Option<DateTime<Utc>> {
         self.time
     }
 
@@ -158,6 +154,20 @@ impl Event {
     pub fn body(&self) -> Value {
         trim_body(&self.value)
     }
+}
+
+/// The first RFC 3339 time among the event's own (see [`Event::time`]) and the envelope's.
+fn event_time(value: &Value) -> Option<DateTime<Utc>> {
+    [
+        "/detail/eventTime",
+        "/detail/updatedAt",
+        "/detail/findings/0/UpdatedAt",
+        "/time",
+    ]
+    .iter()
+    .filter_map(|p| value.pointer(p).and_then(Value::as_str))
+    .find_map(|t| DateTime::parse_from_rfc3339(t).ok())
+    .map(|t| t.to_utc())
 }
 
 fn size(v: &Value) -> usize {
@@ -201,8 +211,9 @@ pub fn trim_body(event: &Value) -> Value {
 
 /// Reads what the events API and the event router take: one EventBridge event, a JSON
 /// array of them, a CloudTrail log file (`{"Records": [...]}`, bare CloudTrail records),
-/// or one bare record. Each element is read on its own, so one bad record does not lose
-/// the others; the outer error is for a document that is none of these.
+/// one bare record, or JSON lines of these ([`stream::read_events`], on a document of at
+/// most [`MAX_EVENT_BYTES`]). Each element is read on its own, so one bad record does not
+/// lose the others; the outer error is for a document that is not JSON.
 pub fn parse_events(bytes: &[u8]) -> Result<Vec<Result<Event, EventError>>, EventError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(EventError(format!(
@@ -210,36 +221,9 @@ pub fn parse_events(bytes: &[u8]) -> Result<Vec<Result<Event, EventError>>, Even
             bytes.len()
         )));
     }
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| EventError(format!("events are not JSON: {e}")))?;
-    let one = |v: Value| -> Result<Event, EventError> {
-        if v.get("eventSource").is_some() && v.get("detail").is_none() {
-            Event::from_cloudtrail(v)
-        } else {
-            Event::from_eventbridge(v)
-        }
-    };
-    match doc {
-        Value::Object(mut obj) if obj.contains_key("Records") => match obj.remove("Records") {
-            Some(Value::Array(records)) => {
-                Ok(records.into_iter().map(Event::from_cloudtrail).collect())
-            }
-            _ => Err(EventError(
-                "`Records` of a CloudTrail log file must be an array".into(),
-            )),
-        },
-        Value::Array(items) => Ok(items.into_iter().map(one).collect()),
-        v @ Value::Object(_) => Ok(vec![one(v)]),
-        other => Err(EventError(format!(
-            "expected an event, an array of events or a CloudTrail log file, got {}",
-            match other {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                _ => "a string",
-            }
-        ))),
-    }
+    let mut out = Vec::new();
+    stream::read_events(bytes, |e| out.push(e))?;
+    Ok(out)
 }
 
 /// Where a rule's events come from, for the stack's EventBridge rule.
@@ -259,12 +243,34 @@ impl EventSource {
 }
 
 /// A rule failed on an event (a Rego rule's runtime error, an alert it built that breaks
-/// the limits).
+/// the limits), or could not read a field it needs (missing, null, of another type): then
+/// the event is skipped by that rule alone, counted and logged, never failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rule {rule}: {message}")]
 pub struct RuleError {
     pub rule: String,
     pub message: String,
+    /// The event lacks what the rule reads: a skip, not a failure.
+    pub unreadable: bool,
+}
+
+impl RuleError {
+    pub fn failed(rule: &str, message: impl Into<String>) -> Self {
+        RuleError {
+            rule: rule.into(),
+            message: message.into(),
+            unreadable: false,
+        }
+    }
+
+    /// The event lacks a field the rule needs (missing, null, of another type).
+    pub fn unreadable(rule: &str, message: impl Into<String>) -> Self {
+        RuleError {
+            rule: rule.into(),
+            message: message.into(),
+            unreadable: true,
+        }
+    }
 }
 
 /// A rule: one event in, zero or more alerts out.
@@ -282,12 +288,13 @@ pub struct RuleSet {
     rules: Vec<Arc<dyn Rule>>,
 }
 
-/// What the rules made of one event: their alerts, and the rules that failed on it (the
-/// others' alerts still count).
+/// What the rules made of one event: their alerts, the rules that failed on it (the
+/// others' alerts still count), and the rules that skipped it for want of a field.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
     pub alerts: Vec<Alert>,
     pub errors: Vec<RuleError>,
+    pub skipped: Vec<RuleError>,
 }
 
 impl RuleSet {
@@ -311,13 +318,14 @@ impl RuleSet {
                     for alert in alerts {
                         match crate::validate_alert(&alert) {
                             Ok(()) => out.alerts.push(alert),
-                            Err(e) => out.errors.push(RuleError {
-                                rule: rule.name().to_string(),
-                                message: format!("it made an invalid alert: {e}"),
-                            }),
+                            Err(e) => out.errors.push(RuleError::failed(
+                                rule.name(),
+                                format!("it made an invalid alert: {e}"),
+                            )),
                         }
                     }
                 }
+                Err(e) if e.unreadable => out.skipped.push(e),
                 Err(e) => out.errors.push(e),
             }
         }
@@ -370,7 +378,7 @@ impl AlertBuilder {
                 rule_name: String::new(),
                 alert_key: String::new(),
                 description: String::new(),
-                timestamp: Some(event.time()),
+                timestamp: event.time(),
                 attributes: vec![],
                 body: Some(event.body()),
             },
@@ -383,8 +391,11 @@ impl AlertBuilder {
         self
     }
 
+    /// The alert key; never empty: an event that names nothing it is about gets
+    /// `unknown` (its alerts then share a report per rule, rather than vanish).
     pub(crate) fn key(mut self, key: &str) -> Self {
-        self.alert.alert_key = clip(key, MAX_NAME_BYTES);
+        let key = key.trim();
+        self.alert.alert_key = clip(if key.is_empty() { "unknown" } else { key }, MAX_NAME_BYTES);
         self
     }
 
@@ -410,10 +421,11 @@ impl AlertBuilder {
     }
 
     /// An IP address attribute, if `value` is one (CloudTrail's `sourceIPAddress` may be a
-    /// service name such as `AWS Internal`).
+    /// service name such as `AWS Internal`), IPv4-mapped IPv6 written as the IPv4 address
+    /// it is (one host, one attribute, whichever form CloudTrail used).
     pub(crate) fn ip(&mut self, key: &str, value: &str, ctx: &[AttrContext]) {
-        if value.trim().parse::<IpAddr>().is_ok() {
-            self.attr(AttrType::Ipaddr, key, value, ctx);
+        if let Some(ip) = ip_address(value) {
+            self.attr(AttrType::Ipaddr, key, &ip.to_string(), ctx);
         }
     }
 
@@ -442,6 +454,36 @@ pub fn principal(user_identity: &Value) -> String {
     }
 }
 
+/// `value` as an IP address, IPv4-mapped IPv6 (`::ffff:203.0.113.5`) as IPv4; `None` for
+/// anything else (`AWS Internal`, a service's name).
+pub fn ip_address(value: &str) -> Option<IpAddr> {
+    let ip: IpAddr = value.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    })
+}
+
+/// A network as written (an address or a CIDR, IPv4 or IPv6), the IPv4-mapped IPv6 range
+/// (`::ffff:203.0.113.0/120`) as the IPv4 network it is, so that [`ip_address`]es match
+/// it in either form.
+pub fn network(value: &str) -> Option<ipnet::IpNet> {
+    let net = value
+        .trim()
+        .parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| ip_address(value).map(ipnet::IpNet::from))?;
+    if let ipnet::IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+    {
+        return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+            .ok()
+            .map(ipnet::IpNet::V4);
+    }
+    Some(net)
+}
+
 /// A string at a JSON pointer, or "".
 pub(crate) fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
@@ -464,7 +506,7 @@ mod tests {
         assert_eq!(e.source(), "aws.signin");
         assert_eq!(e.detail_type(), "AWS Console Sign In via CloudTrail");
         assert_eq!(e.account(), "123456789012");
-        assert_eq!(e.time().to_rfc3339(), "2026-11-20T03:14:07+00:00");
+        assert_eq!(e.time().unwrap().to_rfc3339(), "2026-11-20T03:14:07+00:00");
         assert!(e.is_cloudtrail("aws.signin", "ConsoleLogin"));
     }
 
@@ -486,7 +528,13 @@ mod tests {
                 .0
                 .contains("not JSON")
         );
-        assert!(parse_events(b"5").unwrap_err().0.contains("a number"));
+        assert!(
+            parse_events(b"5").unwrap()[0]
+                .as_ref()
+                .unwrap_err()
+                .0
+                .contains("a number")
+        );
         let err =
             parse_events(br#"{"source":"aws.iam","time":"2026-11-20T03:14:07Z","detail":{}}"#)
                 .unwrap()

@@ -9,7 +9,9 @@ use chrono::{Datelike, Timelike, Weekday};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{AlertBuilder, Event, EventSource, Rule, RuleError, principal, text};
+use super::{
+    AlertBuilder, Event, EventSource, Rule, RuleError, ip_address, network, principal, text,
+};
 use crate::{Alert, AttrContext, AttrType};
 
 pub const DETECTOR: &str = "aws-cloudtrail";
@@ -80,15 +82,26 @@ fn sign_in(event: &Event) -> Option<&Value> {
         .then(|| event.detail())
 }
 
-fn who(detail: &Value) -> String {
-    principal(&detail["userIdentity"])
+/// Who did it: the principal of `userIdentity`, else what the event has (the account,
+/// the service it came from), else `unknown` — an alert's key is never empty.
+fn who(event: &Event) -> String {
+    let d = event.detail();
+    let p = principal(&d["userIdentity"]);
+    if !p.is_empty() {
+        return p;
+    }
+    if !event.account().is_empty() {
+        return format!("account {}", event.account());
+    }
+    match text(d, "/eventSource") {
+        "" => "unknown".into(),
+        source => source.into(),
+    }
 }
 
-fn error<T>(rule: &str, message: impl Into<String>) -> Result<T, RuleError> {
-    Err(RuleError {
-        rule: rule.into(),
-        message: message.into(),
-    })
+/// The event lacks what the rule reads: skipped by this rule, counted and logged.
+fn unreadable<T>(rule: &str, message: impl Into<String>) -> Result<T, RuleError> {
+    Err(RuleError::unreadable(rule, message))
 }
 
 /// Any console sign-in by the root user, successful or failed.
@@ -238,7 +251,13 @@ impl Rule for LoginHour {
         let Some(d) = sign_in(event) else {
             return Ok(vec![]);
         };
-        let local = event.time().with_timezone(&self.tz);
+        let Some(time) = event.time() else {
+            return unreadable(
+                self.name(),
+                "a sign-in without a time (neither detail.eventTime nor the envelope's time): its hour cannot be judged",
+            );
+        };
+        let local = time.with_timezone(&self.tz);
         let weekend = matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
         let minute = local.hour() * 60 + local.minute();
         let (hours, which) = if weekend {
@@ -251,7 +270,7 @@ impl Rule for LoginHour {
             Some(h) => format!("{which} hours {}", h.show()),
             None => "no weekend hours".to_string(),
         };
-        let user = who(d);
+        let user = who(event);
         let ip = text(d, "/sourceIPAddress");
         let mut a = AlertBuilder::new(DETECTOR, self.name(), event)
             .rule_name("Console sign-in outside working hours")
@@ -300,9 +319,8 @@ impl LoginIp {
             .trusted_cidrs
             .iter()
             .map(|c| {
-                c.parse::<ipnet::IpNet>()
-                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| format!("trusted_cidrs: {c:?} is not an address or a CIDR"))
+                network(c)
+                    .ok_or_else(|| format!("trusted_cidrs: {c:?} is not an address or a CIDR"))
             })
             .collect::<Result<_, _>>()?;
         Ok(LoginIp { trusted })
@@ -323,20 +341,21 @@ impl Rule for LoginIp {
             return Ok(vec![]);
         };
         let ip = text(d, "/sourceIPAddress");
-        let parsed = ip.parse::<std::net::IpAddr>().ok();
+        // `::ffff:203.0.113.5` is 203.0.113.5; `AWS Internal` is no address and in no network.
+        let parsed = ip_address(ip);
         if parsed.is_some_and(|a| self.trusted.iter().any(|n| n.contains(&a))) {
             return Ok(vec![]);
         }
-        let user = who(d);
+        let user = who(event);
         let mut a = AlertBuilder::new(DETECTOR, self.name(), event)
             .rule_name("Console sign-in from an untrusted address")
             .key(&user)
             .description(&format!(
                 "{user} signed in to the console from {}, outside the trusted networks: {}.",
-                if parsed.is_some() {
-                    ip
-                } else {
-                    "an unrecognised address"
+                match parsed {
+                    Some(a) => a.to_string(),
+                    None if ip.is_empty() => "an unknown address".to_string(),
+                    None => format!("{ip:?}, not an IP address"),
                 },
                 outcome(d)
             ));
@@ -401,12 +420,15 @@ impl Rule for UserCreated {
         }
         let name = text(d, "/requestParameters/userName");
         if name.is_empty() {
-            return error(self.name(), "CreateUser without requestParameters.userName");
+            return unreadable(
+                self.name(),
+                "CreateUser without requestParameters.userName (a string)",
+            );
         }
         if self.pattern.is_match(name) {
             return Ok(vec![]);
         }
-        let creator = who(d);
+        let creator = who(event);
         let mut a = AlertBuilder::new(DETECTOR, self.name(), event)
             .rule_name("IAM user created against the naming convention")
             .key(name)
@@ -511,27 +533,20 @@ impl Rule for InstanceCreated {
         if !d["errorCode"].is_null() {
             return Ok(vec![]);
         }
-        let instance_type = text(d, "/requestParameters/instanceType");
-        if instance_type.is_empty() {
-            return error(
-                self.name(),
-                "RunInstances without requestParameters.instanceType",
-            );
-        }
+        // A launch from a launch template names no type in the request: each instance's
+        // type is in the response.
+        let requested = text(d, "/requestParameters/instanceType");
         let region = match event.region() {
             "" => text(d, "/awsRegion"),
             r => r,
         };
-        let Some(why) = self.refusal(instance_type, region) else {
-            return Ok(vec![]);
-        };
-        let user = who(d);
         let items: Vec<&Value> = d
             .pointer("/responseElements/instancesSet/items")
             .and_then(Value::as_array)
             .map(|v| v.iter().collect())
             .unwrap_or_default();
-        let alert = |id: &str, item: Option<&Value>| {
+        let user = who(event);
+        let alert = |id: &str, instance_type: &str, why: &str, item: Option<&Value>| {
             let mut a = AlertBuilder::new(DETECTOR, self.name(), event)
                 .rule_name("Unauthorized EC2 instance created")
                 .key(id)
@@ -565,18 +580,48 @@ impl Rule for InstanceCreated {
             );
             a.build()
         };
-        let alerts: Vec<Alert> = items
-            .iter()
-            .filter_map(|item| {
-                let id = text(item, "/instanceId");
-                (!id.is_empty()).then(|| alert(id, Some(item)))
-            })
-            .collect();
-        if alerts.is_empty() {
+        let mut alerts = Vec::new();
+        for item in &items {
+            let id = text(item, "/instanceId");
+            if id.is_empty() {
+                continue;
+            }
+            let instance_type = match requested {
+                "" => text(item, "/instanceType"),
+                t => t,
+            };
+            // An instance whose type cannot be read cannot be cleared: it alerts, saying so.
+            let why = if instance_type.is_empty() {
+                Some(
+                    "no instance type in the request or the response, so it could not be checked"
+                        .to_string(),
+                )
+            } else {
+                self.refusal(instance_type, region)
+            };
+            if let Some(why) = why {
+                let shown = if instance_type.is_empty() {
+                    "an"
+                } else {
+                    instance_type
+                };
+                alerts.push(alert(id, shown, &why, Some(item)));
+            }
+        }
+        let judged = items.iter().any(|i| !text(i, "/instanceId").is_empty());
+        if !judged {
             // CloudTrail leaves responseElements out when they are too large: one alert
-            // for the call itself, so the launch is not missed.
-            let call = format!("RunInstances {}", text(d, "/eventID"));
-            return Ok(vec![alert(&call, None)]);
+            // for the call itself, on the requested type, so the launch is not missed.
+            if requested.is_empty() {
+                return unreadable(
+                    self.name(),
+                    "RunInstances with neither requestParameters.instanceType nor instances in responseElements",
+                );
+            }
+            if let Some(why) = self.refusal(requested, region) {
+                let call = format!("RunInstances {}", text(d, "/eventID"));
+                alerts.push(alert(&call, requested, &why, None));
+            }
         }
         Ok(alerts)
     }
