@@ -780,6 +780,9 @@ def plan(args, builtins=False):
             fail("%s: %s must be a string, got %r" % (stack_file, key, value))
     if "KmsKey" in stack:
         stack["KmsKey"] = kms_key(stack["KmsKey"], region, aws_environment(), args.dry_run)
+    if stack.get("TrailQueueArn") and not stack.get("TrailBucket"):
+        fail("%s: TrailQueueArn is the queue of TrailBucket's notifications: set TrailBucket too "
+             "(the event router reads the files from it)" % stack_file)
     stack.update(rules_params)
     stack.update(flow_params)
     missing = [k for k, p_ in params.items() if k not in stack and p_["default"] is None]

@@ -17,6 +17,7 @@ use tracing::{error, warn};
 
 use crate::flows::{FlowInput, FlowOutput};
 use crate::reviewer::{LambdaReviewStep, ReviewStep};
+use crate::trail::{TrailObject, TrailReader, notification_objects};
 use crate::workflow::{DispatchMessage, SqsDispatchQueue};
 
 /// A message body as it arrives from a queue: the payload itself (raw delivery), or an
@@ -140,9 +141,15 @@ pub async fn receptor(deps: &ReceptorDeps<'_>, event: SqsEvent) -> SqsBatchRespo
 pub async fn event_router(
     deps: &ReceptorDeps<'_>,
     rules: &RuleSet,
+    trail: Option<&TrailReader>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     each_record(&event, |id, body| async move {
+        // The trail queue's messages are S3's notifications of new trail files.
+        if let Some(objects) = notification_objects(&body) {
+            // Boxed: the trail's future is deep, and this one stays small.
+            return Box::pin(read_trail_files(deps, rules, trail, &id, objects)).await;
+        }
         let events = parse_events(body.as_bytes()).map_err(|e| {
             error!(message_id = %id, error = %e, "event refused; it will go to the DLQ");
         })?;
@@ -183,6 +190,46 @@ pub async fn event_router(
         if refused { Err(()) } else { Ok(()) }
     })
     .await
+}
+
+/// Each trail file a notification names, read and its records' alerts stored (see
+/// [`crate::trail`]); a file that cannot be read, or has a record no rule can run on,
+/// fails the message (retried, then the trail DLQ), after its other alerts are stored.
+async fn read_trail_files(
+    deps: &ReceptorDeps<'_>,
+    rules: &RuleSet,
+    trail: Option<&TrailReader>,
+    id: &str,
+    objects: Result<Vec<TrailObject>, String>,
+) -> Result<(), ()> {
+    let objects = objects.map_err(|e| {
+        error!(message_id = %id, error = %e, "trail notification refused; it will go to the DLQ");
+    })?;
+    let Some(trail) = trail else {
+        error!(message_id = %id, "a trail file notification, but this stack has no TrailBucket; it will go to the DLQ");
+        return Err(());
+    };
+    let mut failed = false;
+    for object in &objects {
+        let store = |alert: Alert| async move {
+            receive_one(deps, &alert).await.map_err(|e| {
+                log_failure(id, "trail record's alert", &e);
+                e.to_string()
+            })
+        };
+        match trail.read_object(rules, object, store).await {
+            Ok(outcome) if outcome.refused > 0 => {
+                error!(message_id = %id, object = %object, refused = outcome.refused, "trail file with refused records; it will go to the DLQ (its other alerts are stored)");
+                failed = true;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(message_id = %id, object = %object, error = %e, "trail file not read; will be retried");
+                failed = true;
+            }
+        }
+    }
+    if failed { Err(()) } else { Ok(()) }
 }
 
 /// What the inspector gateway needs: it stores findings, claims the new attributes and

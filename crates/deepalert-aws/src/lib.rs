@@ -10,6 +10,7 @@ pub mod plugin_state;
 pub mod reviewer;
 pub mod sns;
 pub mod store;
+pub mod trail;
 pub mod workflow;
 
 pub use flows::SfnFlows;

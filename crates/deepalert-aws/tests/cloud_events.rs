@@ -94,29 +94,34 @@ async fn put_events_through_the_stacks_rule_to_a_report() {
         "UnauthorizedAccess:EC2/SSHBruteForce"
     );
 
-    // A malformed event (a CreateUser without its parameters): retried, then in the DLQ,
-    // with a log line naming the rule; the good event of the same batch is stored.
+    // A CreateUser without its parameters: the rule cannot read it and skips it, with a
+    // log line naming the rule and why; the event is not failed (no DLQ), and the good
+    // event of the same batch is stored.
     let mut broken = event("iam-createuser.json");
     broken["detail"]["requestParameters"] = Value::Null;
     let mut fine = event("iam-createuser.json");
     fine["detail"]["requestParameters"]["userName"] = json!("BadName2");
     put_events(&stack.aws.moto.endpoint, &[broken, fine]);
-    let dlq = stack.deployed.physical("EventDeadLetterQueue");
-    let dead = stack.aws.drain(&dlq, Duration::from_secs(40)).await;
-    assert_eq!(dead.len(), 1, "{}", stack.lambda.logs());
-    let body: Value = serde_json::from_str(dead[0].body().unwrap()).unwrap();
-    assert_eq!(body["detail"]["requestParameters"], Value::Null);
-    let logs = stack.lambda.logs();
-    assert!(
-        logs.contains("rule failed on an event") && logs.contains("non-compliant-user-created"),
-        "{logs}"
-    );
     let published = stack.wait_published(60).await;
     assert!(
         published
             .iter()
             .any(|(r, _)| r.alerts[0].alert_key == "BadName2"),
         "the good event's alert: {published:?}"
+    );
+    let logs = stack.lambda.logs();
+    assert!(
+        logs.contains("rule skipped an event")
+            && logs.contains("CreateUser without requestParameters.userName"),
+        "{logs}"
+    );
+    let dlq = stack.deployed.physical("EventDeadLetterQueue");
+    assert!(
+        stack
+            .aws
+            .drain(&dlq, Duration::from_secs(3))
+            .await
+            .is_empty()
     );
 }
 
@@ -363,4 +368,148 @@ fn rules_on_global_events_get_a_forwarder_in_the_partitions_global_region() {
         None,
     );
     assert!(!ok && out.contains("within a partition only"), "{out}");
+}
+
+/// Trail files from S3 (`TrailBucket`): CloudTrail's gzipped log file put into the bucket
+/// notifies the stack's trail queue; the event router reads the object as a stream and
+/// stores every record's alerts. The same object delivered again makes no second alert
+/// (each record is marked by its eventID once its alerts are stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trail_files_put_into_the_bucket_become_alerts_once() {
+    let rules = json!({
+        "rules": [
+            {"preset": "root-login"},
+            {"preset": "non-compliant-user-created", "options": {"user_name_pattern": "[a-z]+\\.[a-z]+"}}
+        ],
+        "findings": {"guardduty": false, "securityhub": false}
+    });
+    let stack = Stack::start(StackOptions {
+        inspectors: vec![],
+        documents: PackageDocuments {
+            rules: rules.to_string(),
+            ..PackageDocuments::default()
+        },
+        parameters: json!({
+            "TrailBucket": "org-trail",
+            "EventSources": "aws.signin,aws.iam",
+            "EventDetailTypes": "AWS Console Sign In via CloudTrail,AWS API Call via CloudTrail",
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    let queue_arn = stack.deployed.output("TrailQueueArn");
+    let router = stack.deployed.function("EventRouterFunction");
+    assert_eq!(router["environment"]["TRAIL_BUCKET"], "org-trail");
+    let policy = stack
+        .deployed
+        .properties("EventRouterFunctionRole")
+        .to_string();
+    assert!(
+        policy.contains("s3:GetObject") && policy.contains("arn:aws:s3:::org-trail/*"),
+        "{policy}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trail.json.gz");
+    let (roots, users) = deepalert_testkit::trail::write_trail(&file, 2_500);
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T1200Z_abc.json.gz";
+    let put = |note: &str| {
+        let script = format!(
+            r#"
+import boto3
+s3 = boto3.client("s3", endpoint_url={endpoint:?}, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+{note}
+s3.upload_file({file:?}, "org-trail", {key:?})
+"#,
+            endpoint = stack.aws.moto.endpoint,
+            file = file.display().to_string(),
+        );
+        let (ok, out) = run_venv_tool("python", &["-c", &script]);
+        assert!(ok, "{out}");
+    };
+    // The bucket (in real life another account's) and its notification to our queue.
+    put(&format!(
+        "s3.create_bucket(Bucket='org-trail')\n\
+         s3.put_bucket_notification_configuration(Bucket='org-trail', NotificationConfiguration={{'QueueConfigurations': [{{'QueueArn': {queue_arn:?}, 'Events': ['s3:ObjectCreated:*']}}]}})"
+    ));
+    let alerts = |ddb: aws_sdk_dynamodb::Client, table: String| async move {
+        let mut n = 0;
+        let mut start = None;
+        loop {
+            let page = ddb
+                .scan()
+                .table_name(&table)
+                .filter_expression("begins_with(sk, :a)")
+                .expression_attribute_values(
+                    ":a",
+                    aws_sdk_dynamodb::types::AttributeValue::S("alert#".into()),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            n += page.count;
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return n as usize;
+            }
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while alerts(stack.aws.ddb.clone(), stack.table.clone()).await < roots + users
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        alerts(stack.aws.ddb.clone(), stack.table.clone()).await,
+        roots + users,
+        "{}",
+        stack.lambda.logs()
+    );
+    // The same object again: read, every alerting record found marked, nothing stored.
+    put("");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let read_twice = || {
+        stack
+            .lambda
+            .logs()
+            .lines()
+            .filter(|l| l.contains("trail file read"))
+            .count()
+            >= 2
+    };
+    while !read_twice() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let logs = stack.lambda.logs();
+    let second = logs
+        .lines()
+        .filter(|l| l.contains("trail file read"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("the object was not read twice:\n{logs}"));
+    let line: Value = serde_json::from_str(second).unwrap();
+    assert_eq!(line["fields"]["records"], 2_500, "{second}");
+    assert_eq!(line["fields"]["repeated"], roots + users, "{second}");
+    assert_eq!(line["fields"]["alerts"], 0, "{second}");
+    assert_eq!(
+        alerts(stack.aws.ddb.clone(), stack.table.clone()).await,
+        roots + users
+    );
+    // Their reports are published as any alert's.
+    let published = stack.wait_published(60).await;
+    assert!(
+        published
+            .iter()
+            .any(|(r, _)| r.alerts[0].rule_id == "root-login"),
+        "{published:?}"
+    );
+    let trail_dlq = stack.deployed.physical("TrailDeadLetterQueue");
+    assert!(
+        stack
+            .aws
+            .drain(&trail_dlq, Duration::from_secs(1))
+            .await
+            .is_empty()
+    );
 }

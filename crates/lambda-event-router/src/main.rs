@@ -6,6 +6,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use deepalert_aws::env;
 use deepalert_aws::handlers::event_router;
+use deepalert_aws::trail::TrailReader;
 use deepalert_plugins::rules::{FindingsConfig, Policies, RuleConfig, rule_set};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::{error, info};
@@ -49,10 +50,25 @@ async fn run() -> Result<(), Error> {
 
     let sdk = deepalert_aws::sdk_config().await;
     let intake = deepalert_aws::Intake::from_env(&sdk)?;
+    // With TrailBucket, trail files' notifications come too (the trail queue).
+    let trail = match env::optional("TRAIL_BUCKET") {
+        None => None,
+        Some(bucket) => {
+            info!(bucket = %bucket, "trail files in");
+            Some(TrailReader::new(
+                aws_sdk_s3::Client::new(&sdk),
+                deepalert_aws::DynamoPluginState::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    env::var("TABLE_NAME")?,
+                    chrono::Duration::days(env::number("RETENTION_DAYS", 30)? as i64),
+                ),
+            ))
+        }
+    };
     let deps = intake.deps();
-    let (deps, rules) = (&deps, &rules);
+    let (deps, rules, trail) = (&deps, &rules, trail.as_ref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(event_router(deps, rules, event.payload).await)
+        Ok::<SqsBatchResponse, Error>(event_router(deps, rules, trail, event.payload).await)
     }))
     .await
 }

@@ -387,7 +387,11 @@ impl Stack {
             "DispatchQueue",
             "InspectionQueue",
             "EventQueue",
+            "TrailQueue",
         ] {
+            if deployed.json["resources"].get(logical).is_none() {
+                continue; // a conditional queue this stack does not have
+            }
             aws.sqs
                 .set_queue_attributes()
                 .queue_url(queue(logical))
